@@ -1,0 +1,8 @@
+//! Kubernetes operator that enforces zero-trust security for MediaNest clusters.
+//!
+//! `api` holds the custom resource types, `policy` the pure functions that turn them into the
+//! objects to write, and `controller` the reconcilers that write them.
+
+pub mod api;
+pub mod crd;
+pub mod policy;

@@ -1,0 +1,3 @@
+fn main() {
+    print!("{}", medianest_operator::crd::to_yaml().unwrap());
+}

@@ -1,0 +1,289 @@
+//! Checks of a policy spec in Rust.
+//!
+//! The CRD schema and its CEL rules reject most bad input at admission. These checks repeat
+//! them so that `render` reports the same problems offline, and add the ones CEL cannot
+//! express (label key and value syntax), so the controller never writes an object the API
+//! server would reject halfway through a reconcile.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use ipnet::IpNet;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::api::policy::{MediaNestSecurityPolicySpec, NetworkSpec, Peer, PortSpec};
+
+use super::selector;
+
+/// One problem in a spec: the field path and what is wrong with it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Every problem found in a spec, in field order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldErrors(pub Vec<FieldError>);
+
+impl fmt::Display for FieldErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("; "))
+    }
+}
+
+impl std::error::Error for FieldErrors {}
+
+impl FieldErrors {
+    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn selector(&mut self, selector: &LabelSelector, field: &str) {
+        if let Err(error) = selector::validate(selector, field) {
+            // The selector error already starts with the field path.
+            self.0.push(FieldError {
+                field: field.to_string(),
+                message: error.to_string(),
+            });
+        }
+    }
+}
+
+/// Longest policy name, since it is written as a label value on generated objects.
+pub const MAX_POLICY_NAME: usize = 63;
+
+/// Checks `spec` of the policy named `name`.
+pub fn validate_policy(name: &str, spec: &MediaNestSecurityPolicySpec) -> Result<(), FieldErrors> {
+    let mut errors = FieldErrors::default();
+
+    if name.len() > MAX_POLICY_NAME {
+        errors.push(
+            "metadata.name",
+            format!(
+                "name {name:?} has {} characters; at most {MAX_POLICY_NAME} are allowed because it is written as a label value",
+                name.len()
+            ),
+        );
+    }
+    errors.selector(&spec.namespace_selector, "spec.namespaceSelector");
+    validate_network(&spec.network, &mut errors);
+
+    if errors.0.is_empty() { Ok(()) } else { Err(errors) }
+}
+
+fn validate_network(network: &NetworkSpec, errors: &mut FieldErrors) {
+    errors.selector(&network.dns.namespace_selector, "spec.network.dns.namespaceSelector");
+    errors.selector(&network.dns.pod_selector, "spec.network.dns.podSelector");
+
+    let zone_names: BTreeSet<&str> = network.zones.iter().map(|zone| zone.name.as_str()).collect();
+    let mut seen = BTreeSet::new();
+    for (index, zone) in network.zones.iter().enumerate() {
+        let field = format!("spec.network.zones[{index}]");
+        check_dns_label(&zone.name, 30, &format!("{field}.name"), errors);
+        if !seen.insert(zone.name.as_str()) {
+            errors.push(
+                format!("{field}.name"),
+                format!("duplicate zone name {:?}; zone names must be unique", zone.name),
+            );
+        }
+        errors.selector(&zone.pod_selector, &format!("{field}.podSelector"));
+        if let Some(namespace_selector) = &zone.namespace_selector {
+            errors.selector(namespace_selector, &format!("{field}.namespaceSelector"));
+        }
+        for (rule_index, rule) in zone.ingress.iter().enumerate() {
+            let rule_field = format!("{field}.ingress[{rule_index}]");
+            if rule.from.is_empty() {
+                errors.push(
+                    format!("{rule_field}.from"),
+                    "at least one source is required; use anywhere: true to accept every source",
+                );
+            }
+            for (peer_index, peer) in rule.from.iter().enumerate() {
+                let peer_field = format!("{rule_field}.from[{peer_index}]");
+                validate_peer(peer, &peer_field, errors);
+                if let Some(zone_ref) = &peer.zone
+                    && !zone_names.contains(zone_ref.as_str())
+                {
+                    let defined: Vec<&str> = zone_names.iter().copied().collect();
+                    errors.push(
+                        format!("{peer_field}.zone"),
+                        format!(
+                            "zone {zone_ref:?} is not defined in spec.network.zones; defined zones: [{}]",
+                            defined.join(", ")
+                        ),
+                    );
+                }
+            }
+            validate_ports(&rule.ports, &format!("{rule_field}.ports"), errors);
+        }
+    }
+
+    if let Some(monitoring) = &network.monitoring {
+        let field = "spec.network.monitoring";
+        errors.selector(&monitoring.namespace_selector, &format!("{field}.namespaceSelector"));
+        errors.selector(&monitoring.pod_selector, &format!("{field}.podSelector"));
+        if let Some(targets) = &monitoring.target_pod_selector {
+            errors.selector(targets, &format!("{field}.targetPodSelector"));
+        }
+        if monitoring.ports.is_empty() {
+            errors.push(format!("{field}.ports"), "at least one port is required");
+        }
+        validate_ports(&monitoring.ports, &format!("{field}.ports"), errors);
+    }
+
+    let mut egress_names = BTreeSet::new();
+    for (index, rule) in network.egress.iter().enumerate() {
+        let field = format!("spec.network.egress[{index}]");
+        check_dns_label(&rule.name, 30, &format!("{field}.name"), errors);
+        if !egress_names.insert(rule.name.as_str()) {
+            errors.push(
+                format!("{field}.name"),
+                format!("duplicate egress rule name {:?}; names must be unique", rule.name),
+            );
+        }
+        if let Some(pods) = &rule.pod_selector {
+            errors.selector(pods, &format!("{field}.podSelector"));
+        }
+        if rule.to.is_empty() {
+            errors.push(format!("{field}.to"), "at least one destination is required");
+        }
+        for (peer_index, peer) in rule.to.iter().enumerate() {
+            let peer_field = format!("{field}.to[{peer_index}]");
+            if peer.zone.is_some() {
+                errors.push(
+                    format!("{peer_field}.zone"),
+                    "egress destinations cannot name a zone; a zone's ingress rules open the path to it",
+                );
+            }
+            validate_peer(peer, &peer_field, errors);
+        }
+        validate_ports(&rule.ports, &format!("{field}.ports"), errors);
+    }
+}
+
+fn validate_peer(peer: &Peer, field: &str, errors: &mut FieldErrors) {
+    let kinds = [
+        peer.zone.is_some(),
+        peer.namespace_selector.is_some(),
+        peer.cidr.is_some(),
+        peer.anywhere == Some(true),
+    ];
+    if kinds.iter().filter(|set| **set).count() != 1 {
+        errors.push(field, "set exactly one of zone, namespaceSelector, cidr or anywhere: true");
+    }
+    if peer.pod_selector.is_some() && peer.namespace_selector.is_none() {
+        errors.push(
+            format!("{field}.podSelector"),
+            "podSelector is only allowed together with namespaceSelector; to name pods of the governed namespaces, define a zone",
+        );
+    }
+    if let Some(namespace_selector) = &peer.namespace_selector {
+        errors.selector(namespace_selector, &format!("{field}.namespaceSelector"));
+    }
+    if let Some(pod_selector) = &peer.pod_selector {
+        errors.selector(pod_selector, &format!("{field}.podSelector"));
+    }
+
+    let cidr = peer.cidr.as_ref().map(|cidr| (cidr, cidr.parse::<IpNet>()));
+    if let Some((text, Err(_))) = &cidr {
+        errors.push(
+            format!("{field}.cidr"),
+            format!("cidr {text:?} is not a valid CIDR; use a network address such as 10.0.0.0/8 or 2001:db8::/32"),
+        );
+    }
+    match (&peer.except, &cidr) {
+        (Some(_), None) => errors.push(format!("{field}.except"), "except is only allowed together with cidr"),
+        (Some(except), Some((_, Ok(block)))) => {
+            for (index, entry) in except.iter().enumerate() {
+                let inside = entry.parse::<IpNet>().is_ok_and(|excluded| block.contains(&excluded));
+                if !inside {
+                    errors.push(
+                        format!("{field}.except[{index}]"),
+                        format!("{entry:?} must be a valid CIDR inside {block}"),
+                    );
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn validate_ports(ports: &[PortSpec], field: &str, errors: &mut FieldErrors) {
+    for (index, port) in ports.iter().enumerate() {
+        let port_field = format!("{field}[{index}]");
+        match &port.port {
+            IntOrString::Int(number) => {
+                if !(1..=65535).contains(number) {
+                    errors.push(
+                        format!("{port_field}.port"),
+                        format!("port {number} is out of range; use 1 to 65535"),
+                    );
+                }
+                if let Some(end) = port.end_port
+                    && !(*number..=65535).contains(&end)
+                {
+                    errors.push(
+                        format!("{port_field}.endPort"),
+                        format!("endPort {end} must be at least port {number} and at most 65535"),
+                    );
+                }
+            }
+            IntOrString::String(name) => {
+                if !is_port_name(name) {
+                    errors.push(
+                        format!("{port_field}.port"),
+                        format!(
+                            "{name:?} is not a valid port name: use at most 15 lowercase letters, digits and single hyphens, with at least one letter"
+                        ),
+                    );
+                }
+                if port.end_port.is_some() {
+                    errors.push(
+                        format!("{port_field}.endPort"),
+                        "endPort requires a numeric port, since a named port cannot start a range",
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Returns whether `name` is a valid container port name (an IANA service name).
+pub fn is_port_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !name.is_empty()
+        && name.len() <= 15
+        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes.iter().any(u8::is_ascii_lowercase)
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+        && !name.contains("--")
+}
+
+fn check_dns_label(value: &str, max: usize, field: &str, errors: &mut FieldErrors) {
+    let valid = !value.is_empty()
+        && value.len() <= max
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !value.starts_with('-')
+        && !value.ends_with('-');
+    if !valid {
+        errors.push(
+            field,
+            format!("{value:?} must be a DNS label: at most {max} lowercase letters, digits and hyphens, starting and ending with a letter or digit"),
+        );
+    }
+}
