@@ -79,7 +79,7 @@ die() {
 required_version() {
   local version
   version=$(awk -v module="$1" '$1 == module && $2 ~ /^v/ { print $2; exit }' "$MODULE_DIR/go.mod")
-  [[ -n $version ]] || die "module $1 is not required in $MODULE_DIR/go.mod"
+  [[ -n $version ]] || die "$MODULE_DIR/go.mod does not require the module $1"
   printf '%s\n' "$version"
 }
 
@@ -101,8 +101,13 @@ validate_settings() {
     ((${!name} <= 65535)) || die "MEDIANEST_E2E_$name must be at most 65535, got '${!name}'"
   done
   for name in APISERVER_PORT ETCD_CLIENT_PORT ETCD_PEER_PORT; do
-    ((${!name} > 0)) || die "MEDIANEST_E2E_$name must be a port number above 0"
+    ((${!name} > 0)) || die "MEDIANEST_E2E_$name must be a port number above 0, got '${!name}'"
   done
+  local ports=("$APISERVER_PORT" "$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT")
+  ((KCM_PORT > 0)) && ports+=("$KCM_PORT")
+  if [[ $(printf '%s\n' "${ports[@]}" | sort -u | wc -l) -ne ${#ports[@]} ]]; then
+    die "the ports must differ from each other, got apiserver $APISERVER_PORT, etcd client $ETCD_CLIENT_PORT, etcd peer $ETCD_PEER_PORT, controller manager $KCM_PORT"
+  fi
   [[ $STATE_DIR == /* ]] || die "MEDIANEST_E2E_STATE must be an absolute path, got '$STATE_DIR'"
 }
 
@@ -131,7 +136,7 @@ binaries_present() {
 # only after the build succeeds, so an interrupted build leaves no partial set.
 build_binaries() {
   binaries_present && return 0
-  command -v go >/dev/null || die "go is not in PATH; install the Go version named in $MODULE_DIR/go.mod or newer"
+  command -v go >/dev/null || die "go was not found in PATH. Install the Go version named in $MODULE_DIR/go.mod or newer."
 
   local build_dir
   mkdir -p "$(dirname "$BIN_DIR")"
@@ -176,8 +181,18 @@ build_binaries() {
 
 # --- certificates and kubeconfigs -------------------------------------------
 
+# Runs openssl and prints its output only when it fails, because OpenSSL 3
+# reports success on stderr too.
+run_openssl() {
+  local output
+  if ! output=$(openssl "$@" 2>&1); then
+    printf '%s\n' "$output" >&2
+    die "openssl $1 failed while generating certificates in $PKI_DIR"
+  fi
+}
+
 new_key() {
-  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null
+  run_openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1"
   chmod 600 "$1"
 }
 
@@ -199,11 +214,11 @@ issue_certificate() {
     fi
   } >"$extensions"
 
-  openssl req -new -key "$PKI_DIR/$name.key" -subj "$subject" \
-    | openssl x509 -req -CA "$PKI_DIR/ca.crt" -CAkey "$PKI_DIR/ca.key" \
-      -set_serial "0x$(openssl rand -hex 16)" -days 3650 -sha256 \
-      -extfile "$extensions" -out "$PKI_DIR/$name.crt" 2>/dev/null
-  rm "$extensions"
+  run_openssl req -new -key "$PKI_DIR/$name.key" -subj "$subject" -out "$PKI_DIR/$name.csr"
+  run_openssl x509 -req -in "$PKI_DIR/$name.csr" -CA "$PKI_DIR/ca.crt" -CAkey "$PKI_DIR/ca.key" \
+    -set_serial "0x$(openssl rand -hex 16)" -days 3650 -sha256 \
+    -extfile "$extensions" -out "$PKI_DIR/$name.crt"
+  rm "$extensions" "$PKI_DIR/$name.csr"
 }
 
 # Creates the CA, the apiserver serving certificate, the client certificates
@@ -217,21 +232,21 @@ generate_pki() {
   chmod 700 "$PKI_DIR"
 
   new_key "$PKI_DIR/ca.key"
-  openssl req -x509 -new -key "$PKI_DIR/ca.key" -subj "/CN=$CLUSTER_NAME-ca" -days 3650 -sha256 \
+  run_openssl req -x509 -new -key "$PKI_DIR/ca.key" -subj "/CN=$CLUSTER_NAME-ca" -days 3650 -sha256 \
     -addext "basicConstraints = critical, CA:TRUE" \
     -addext "keyUsage = critical, keyCertSign, cRLSign, digitalSignature" \
-    -out "$PKI_DIR/ca.crt" 2>/dev/null
+    -out "$PKI_DIR/ca.crt"
 
   issue_certificate apiserver "/CN=kube-apiserver" serverAuth \
     "DNS:localhost, DNS:kubernetes, DNS:kubernetes.default, DNS:kubernetes.default.svc, DNS:kubernetes.default.svc.cluster.local, IP:127.0.0.1, IP:$KUBERNETES_SERVICE_IP"
   # The apiserver maps the organization system:masters to cluster-admin.
   issue_certificate admin "/O=system:masters/CN=$CLUSTER_NAME-admin" clientAuth
-  # RBAC bootstraps a ClusterRoleBinding for this user name, which lets the
-  # controller manager request tokens for the per-controller service accounts.
-  issue_certificate controller-manager "/CN=system:kube-controller-manager" clientAuth
+  # The controller manager runs every controller with this identity. The
+  # comment on start_controller_manager explains why it is in system:masters.
+  issue_certificate controller-manager "/O=system:masters/CN=system:kube-controller-manager" clientAuth
 
   new_key "$PKI_DIR/sa.key"
-  openssl pkey -in "$PKI_DIR/sa.key" -pubout -out "$PKI_DIR/sa.pub" 2>/dev/null
+  run_openssl pkey -in "$PKI_DIR/sa.key" -pubout -out "$PKI_DIR/sa.pub"
 
   touch "$PKI_DIR/.complete"
 }
@@ -292,7 +307,8 @@ start_component() {
   echo $! >"$PID_DIR/$name.pid"
 }
 
-# Stops component $1: SIGTERM, then SIGKILL after STOP_TIMEOUT seconds.
+# Stops component $1 with SIGTERM, and with SIGKILL when it still runs after
+# STOP_TIMEOUT seconds.
 stop_component() {
   local name=$1 pid
   if pid=$(running_pid "$name"); then
@@ -364,7 +380,7 @@ print_env() {
 fail_start() {
   log "error: $*"
   stop_all
-  die "start failed; logs are in $LOG_DIR, and 'e2e/control-plane.sh down' deletes $STATE_DIR"
+  die "start failed. The logs are in $LOG_DIR, and 'e2e/control-plane.sh down' deletes $STATE_DIR."
 }
 
 # Polls command "$2..." every 0.2s until it succeeds, with $1 describing the
@@ -394,20 +410,23 @@ etcd_healthy() {
 
 start_etcd() {
   start_component etcd "$BIN_DIR/etcd" \
-    --name=default \
+    --name="$CLUSTER_NAME" \
     --data-dir="$STATE_DIR/etcd" \
     --listen-client-urls="http://127.0.0.1:$ETCD_CLIENT_PORT" \
     --advertise-client-urls="http://127.0.0.1:$ETCD_CLIENT_PORT" \
     --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
     --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
-    --initial-cluster="default=http://127.0.0.1:$ETCD_PEER_PORT" \
-    --unsafe-no-fsync=true
+    --initial-cluster="$CLUSTER_NAME=http://127.0.0.1:$ETCD_PEER_PORT" \
+    --unsafe-no-fsync=true \
+    --heartbeat-interval=10 \
+    --election-timeout=100
 }
 
 start_apiserver() {
-  # --endpoint-reconciler-type=none: Endpoints validation rejects loopback
-  # addresses, so the reconciler could not publish 127.0.0.1 for the
-  # `kubernetes` Service and would log an error on every pass.
+  # --endpoint-reconciler-type=none: Endpoints and EndpointSlices may not
+  # contain loopback addresses, and kube-apiserver v1.37.2 exits at start with
+  # "cannot use public IP 127.0.0.1 with endpoint reconciler" unless the
+  # reconciler is off. So the `kubernetes` Service has no endpoints.
   start_component kube-apiserver "$BIN_DIR/kube-apiserver" \
     --advertise-address=127.0.0.1 \
     --bind-address=127.0.0.1 \
@@ -426,6 +445,25 @@ start_apiserver() {
     --endpoint-reconciler-type=none
 }
 
+# Starts kube-controller-manager.
+#
+# --controllers='*' runs the controllers that kube-controller-manager enables
+# by default. The ones that act on nodes or volumes stay idle because the
+# cluster has no nodes.
+#
+# --use-service-account-credentials=false: every controller uses the
+# controller manager's own identity. That identity is in system:masters,
+# because the bootstrap RBAC role for system:kube-controller-manager lets it
+# list and watch everything and request service account tokens, but not write
+# the objects that controllers manage. With one service account per controller,
+# as kubeadm configures it, the controllers started about 5 seconds later on a
+# 2-core VM, because each one first creates its ServiceAccount in kube-system
+# and requests a token. The controllers act the same either way, but
+# kube-system has no per-controller ServiceAccounts.
+#
+# --flex-volume-plugin-dir: the FlexVolume prober creates this directory and
+# recreates it when it is deleted. The default is
+# /usr/libexec/kubernetes/kubelet-plugins/volume/exec/.
 start_controller_manager() {
   local serving_flags=(--secure-port="$KCM_PORT")
   if ((KCM_PORT > 0)); then
@@ -435,15 +473,14 @@ start_controller_manager() {
       --authorization-kubeconfig="$KCM_KUBECONFIG"
     )
   fi
-  # --controllers='*' runs the controllers that kube-controller-manager
-  # enables by default. The ones that act on nodes or volumes stay idle
-  # because the cluster has no nodes.
+
   start_component kube-controller-manager "$BIN_DIR/kube-controller-manager" \
     --kubeconfig="$KCM_KUBECONFIG" \
     "${serving_flags[@]}" \
+    --flex-volume-plugin-dir="$STATE_DIR/flexvolume" \
     --leader-elect=false \
     --controllers='*' \
-    --use-service-account-credentials=true \
+    --use-service-account-credentials=false \
     --service-account-private-key-file="$PKI_DIR/sa.key" \
     --root-ca-file="$PKI_DIR/ca.crt" \
     --cluster-signing-cert-file="$PKI_DIR/ca.crt" \
@@ -462,13 +499,13 @@ cmd_up() {
     return 0
   fi
   if any_running; then
-    die "the control plane in $STATE_DIR is only partly running or not ready; run 'e2e/control-plane.sh status' for details and 'e2e/control-plane.sh down' to reset it"
+    die "the control plane in $STATE_DIR is only partly running or not ready. Run 'e2e/control-plane.sh status' for details and 'e2e/control-plane.sh down' to reset it."
   fi
 
   local port
   for port in "$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT" "$APISERVER_PORT" "$KCM_PORT"; do
     if ((port > 0)) && port_in_use "$port"; then
-      die "port $port on 127.0.0.1 is already in use; stop its owner or choose other ports with the MEDIANEST_E2E_*_PORT variables"
+      die "port $port on 127.0.0.1 is already in use. Stop the process that listens on it or choose other ports with the MEDIANEST_E2E_*_PORT variables."
     fi
   done
 
@@ -490,8 +527,8 @@ cmd_up() {
   wait_for "etcd /health" etcd_healthy
   start_apiserver
   wait_for "kube-apiserver /readyz" api_get /readyz
-  # kube-controller-manager gives up when the apiserver is not healthy within
-  # a few seconds of its start, so it starts only after /readyz returns ok.
+  # kube-controller-manager v1.37.2 exits when the apiserver /healthz is not
+  # ok within 10 seconds of its start, so it starts only after /readyz is ok.
   start_controller_manager
   # The serviceaccount controller creates this ServiceAccount, and pods cannot
   # be created in a namespace before its `default` ServiceAccount exists.
@@ -508,7 +545,7 @@ cmd_down() {
     log "nothing to remove: $STATE_DIR does not exist"
     return 0
   fi
-  [[ -f $STATE_MARKER ]] || die "not deleting $STATE_DIR because it does not contain $(basename "$STATE_MARKER"), which 'up' creates"
+  [[ -f $STATE_MARKER ]] || die "not deleting $STATE_DIR because it does not contain $(basename "$STATE_MARKER"), which 'up' creates. Delete it by hand if it is no longer needed."
   rm -rf "$STATE_DIR"
   log "removed $STATE_DIR"
 }
@@ -533,7 +570,7 @@ cmd_status() {
 }
 
 cmd_env() {
-  is_up || die "the control plane is not ready; run 'e2e/control-plane.sh up'"
+  is_up || die "the control plane is not ready. Run 'e2e/control-plane.sh up' first."
   print_env
 }
 

@@ -4,5 +4,10 @@
 //! objects to write, and `controller` the reconcilers that write them.
 
 pub mod api;
+pub mod client;
+pub mod controller;
 pub mod crd;
 pub mod policy;
+pub mod render;
+pub mod server;
+pub mod telemetry;

@@ -1,3 +1,245 @@
-fn main() {
-    print!("{}", medianest_operator::crd::to_yaml().unwrap());
+//! Command line of the MediaNest security operator.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use medianest_operator::api::duration::parse_duration;
+use medianest_operator::controller::{self, Settings};
+use medianest_operator::render::{self, Source};
+use medianest_operator::server::{self, ServerState};
+use medianest_operator::telemetry::logging::{self, LogFormat};
+use medianest_operator::telemetry::{Metrics, RequestCounter};
+use medianest_operator::{client, crd};
+
+#[derive(Parser)]
+#[command(
+    name = "medianest-operator",
+    version,
+    about = "Zero-trust security operator for MediaNest clusters"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controllers against the cluster in KUBECONFIG, or in-cluster.
+    Run(RunArgs),
+    /// Print every CustomResourceDefinition as a YAML stream.
+    Crds,
+    /// Print the objects the controller would write for the custom resources and cluster
+    /// objects in the input files.
+    Render(RenderArgs),
+    /// Print the version.
+    Version,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Namespace the operator runs in. Policies never govern it unless they list it.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "medianest-system")]
+    namespace: String,
+
+    /// Interval of the periodic reconcile of every resource, a safety net behind the
+    /// watches (duration such as 10m or 1h).
+    #[arg(long, default_value = "10m", value_parser = parse_interval)]
+    resync_interval: Duration,
+
+    /// Reconcile only the MediaNestSecurityPolicies matching this label selector, for
+    /// example shard=a. All of them by default.
+    #[arg(long)]
+    policy_selector: Option<String>,
+
+    /// Address of the HTTP server for /healthz, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+
+    /// Log format.
+    #[arg(long, value_enum, default_value = "json")]
+    log_format: LogFormat,
+
+    /// Log filter in RUST_LOG syntax, for example info or medianest_operator=debug.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    log_filter: String,
+}
+
+#[derive(clap::Args)]
+struct RenderArgs {
+    /// YAML files holding custom resources and the Namespaces they act on; - reads
+    /// standard input.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<String>,
+
+    /// Namespace the operator would run in; it is never governed unless a policy lists it.
+    #[arg(long, default_value = "medianest-system")]
+    namespace: String,
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = parse_duration(text).map_err(|error| error.to_string())?;
+    if interval.is_zero() {
+        return Err("the interval must be greater than zero".to_string());
+    }
+    Ok(interval)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Crds => print_crds(),
+        Command::Render(args) => render_files(args),
+        Command::Version => {
+            println!("medianest-operator {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn print_crds() -> ExitCode {
+    match crd::to_yaml() {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: failed to encode the CustomResourceDefinitions: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn render_files(args: RenderArgs) -> ExitCode {
+    let mut sources = Vec::new();
+    for file in &args.files {
+        let text = if file == "-" {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text).map(|_| text)
+        } else {
+            std::fs::read_to_string(file)
+        };
+        match text {
+            Ok(text) => sources.push(Source {
+                name: if file == "-" {
+                    "<stdin>".into()
+                } else {
+                    file.clone()
+                },
+                text,
+            }),
+            Err(error) => {
+                eprintln!("error: failed to read {file}: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+
+    let input = match render::parse(&sources) {
+        Ok(input) => input,
+        Err(errors) => {
+            for error in errors {
+                eprintln!("error: {error}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    match render::render(&input, &args.namespace) {
+        Ok((yaml, notes)) => {
+            for note in notes {
+                eprintln!("note: {note}");
+            }
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    if let Err(error) = logging::init(args.log_format, &args.log_filter) {
+        eprintln!("error: {error}");
+        return ExitCode::FAILURE;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: failed to start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_operator(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = %error, "Operator stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run_operator(args: RunArgs) -> Result<(), String> {
+    let metrics = Arc::new(Metrics::new());
+    let client = client::infer(RequestCounter::default(), Some(metrics.clone()))
+        .await
+        .map_err(|error| format!("failed to build the Kubernetes client: {error}"))?;
+    let settings = Settings {
+        operator_namespace: args.namespace,
+        resync_interval: args.resync_interval,
+        policy_selector: args.policy_selector,
+    };
+    tracing::info!(
+        namespace = %settings.operator_namespace,
+        resync_interval_seconds = settings.resync_interval.as_secs(),
+        version = env!("CARGO_PKG_VERSION"),
+        "Starting"
+    );
+
+    let (caches, controllers) =
+        controller::controllers(client, settings, metrics.clone(), shutdown_signal());
+    let ready = Arc::new(AtomicBool::new(false));
+    let server_state = ServerState {
+        metrics,
+        ready: ready.clone(),
+    };
+    let listen = args.listen;
+    let server = tokio::spawn(async move { server::serve(listen, server_state).await });
+    tokio::spawn(async move {
+        caches.wait_until_ready().await;
+        ready.store(true, Ordering::Relaxed);
+        tracing::info!("Caches loaded");
+    });
+
+    controllers.await;
+    server.abort();
+    tracing::info!("Stopped");
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+    tracing::info!("Shutdown requested");
 }

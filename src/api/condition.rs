@@ -97,7 +97,7 @@ pub fn merge_conditions(
         });
     }
 
-    merged.sort_by(|a, b| condition_rank(&a.type_).cmp(&condition_rank(&b.type_)));
+    merged.sort_by_key(|condition| condition_rank(&condition.type_));
     merged
 }
 
@@ -139,13 +139,23 @@ mod tests {
     fn transition_time_kept_without_flip() {
         let first = merge_conditions(
             &[],
-            &[ConditionUpdate::new(READY, ConditionStatus::True, reason::RECONCILED, "ok")],
+            &[ConditionUpdate::new(
+                READY,
+                ConditionStatus::True,
+                reason::RECONCILED,
+                "ok",
+            )],
             Some(1),
             at(100),
         );
         let second = merge_conditions(
             &first,
-            &[ConditionUpdate::new(READY, ConditionStatus::True, reason::RECONCILED, "still ok")],
+            &[ConditionUpdate::new(
+                READY,
+                ConditionStatus::True,
+                reason::RECONCILED,
+                "still ok",
+            )],
             Some(2),
             at(200),
         );
@@ -158,13 +168,23 @@ mod tests {
     fn transition_time_changes_on_flip() {
         let first = merge_conditions(
             &[],
-            &[ConditionUpdate::new(READY, ConditionStatus::True, reason::RECONCILED, "ok")],
+            &[ConditionUpdate::new(
+                READY,
+                ConditionStatus::True,
+                reason::RECONCILED,
+                "ok",
+            )],
             Some(1),
             at(100),
         );
         let second = merge_conditions(
             &first,
-            &[ConditionUpdate::new(READY, ConditionStatus::False, reason::INVALID_SPEC, "bad")],
+            &[ConditionUpdate::new(
+                READY,
+                ConditionStatus::False,
+                reason::INVALID_SPEC,
+                "bad",
+            )],
             Some(2),
             at(200),
         );
@@ -176,13 +196,23 @@ mod tests {
     fn other_types_kept_and_ready_first() {
         let first = merge_conditions(
             &[],
-            &[ConditionUpdate::new(NETWORK_READY, ConditionStatus::True, reason::RECONCILED, "")],
+            &[ConditionUpdate::new(
+                NETWORK_READY,
+                ConditionStatus::True,
+                reason::RECONCILED,
+                "",
+            )],
             Some(1),
             at(100),
         );
         let second = merge_conditions(
             &first,
-            &[ConditionUpdate::new(READY, ConditionStatus::True, reason::RECONCILED, "")],
+            &[ConditionUpdate::new(
+                READY,
+                ConditionStatus::True,
+                reason::RECONCILED,
+                "",
+            )],
             Some(1),
             at(200),
         );

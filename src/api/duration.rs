@@ -22,7 +22,9 @@ pub struct Duration(String);
 /// Errors from [`Duration::parse`] and [`parse_duration`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
-    #[error("invalid duration {0:?}: expected numbers with units ns, us, ms, s, m, h or d, as in 90m, 2160h or 90d")]
+    #[error(
+        "invalid duration {0:?}: expected numbers with units ns, us, ms, s, m, h or d, as in 90m, 2160h or 90d"
+    )]
     Syntax(String),
     #[error("invalid duration {0:?}: the value is too large")]
     Overflow(String),
@@ -192,7 +194,9 @@ mod tests {
 
     #[test]
     fn parse_rejects_malformed_text() {
-        for text in ["", "h", "10", "-5m", "5 m", "1.h", ".5h", "5y", "1h-", "1hh", "1.2.3s"] {
+        for text in [
+            "", "h", "10", "-5m", "5 m", "1.h", ".5h", "5y", "1h-", "1hh", "1.2.3s",
+        ] {
             assert!(
                 matches!(parse_duration(text), Err(DurationError::Syntax(_))),
                 "{text:?} should be a syntax error"
@@ -203,7 +207,10 @@ mod tests {
     #[test]
     fn parse_rejects_overflow() {
         let result = parse_duration("9999999999999999999999d");
-        assert!(matches!(result, Err(DurationError::Overflow(_)) | Err(DurationError::Syntax(_))));
+        assert!(matches!(
+            result,
+            Err(DurationError::Overflow(_)) | Err(DurationError::Syntax(_))
+        ));
         assert_eq!(
             parse_duration("110000d"),
             Err(DurationError::Overflow("110000d".into()))
@@ -213,7 +220,9 @@ mod tests {
     #[test]
     fn pattern_agrees_with_parser() {
         let pattern = regex::Regex::new(DURATION_PATTERN).unwrap();
-        for text in ["90m", "2160h", "90d", "1h30m", "1.5h", "300ms", "10s", "1d12h"] {
+        for text in [
+            "90m", "2160h", "90d", "1h30m", "1.5h", "300ms", "10s", "1d12h",
+        ] {
             assert!(pattern.is_match(text), "pattern rejects {text}");
             assert!(parse_duration(text).is_ok(), "parser rejects {text}");
         }

@@ -6,7 +6,9 @@ pub mod policy;
 pub mod rotation;
 
 pub use duration::Duration;
-pub use policy::{MediaNestSecurityPolicy, MediaNestSecurityPolicySpec, MediaNestSecurityPolicyStatus};
+pub use policy::{
+    MediaNestSecurityPolicy, MediaNestSecurityPolicySpec, MediaNestSecurityPolicyStatus,
+};
 pub use rotation::{SecretRotation, SecretRotationSpec, SecretRotationStatus};
 
 /// API group of both custom resources.

@@ -1,5 +1,9 @@
 //! The `MediaNestSecurityPolicy` custom resource.
 
+// Each printcolumn of kube's derive repeats keys such as type_, which clippy mistakes for
+// duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::CustomResource;
@@ -29,9 +33,8 @@ use std::collections::BTreeMap;
     printcolumn(name = "NetworkPolicies", type_ = "integer", json_path = ".status.networkPolicyCount"),
     printcolumn(name = "Drift", type_ = "integer", priority = 1, json_path = ".status.driftCorrections"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    validation = kube::core::Rule::new("size(self.metadata.name) <= 63").message(
-        "metadata.name must be at most 63 characters, because it is written as a label value on every generated object"
-    ),
+    validation = kube::core::Rule::new("size(self.metadata.name) <= 63")
+        .message("metadata.name must be at most 63 characters, because it is written as a label value on every generated object"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct MediaNestSecurityPolicySpec {
@@ -69,10 +72,15 @@ pub enum Mode {
 }
 
 /// Name of a namespace, as a DNS label.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(transparent)]
 pub struct ProtectedNamespaceName(
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub String,
 );
 
@@ -84,13 +92,11 @@ pub struct ProtectedNamespaceName(
         "rule": "self.zones.all(z, self.zones.exists_one(y, y.name == z.name))",
         "message": "zone names must be unique within spec.network.zones",
         "fieldPath": ".zones",
-        "reason": "FieldValueDuplicate",
     },
     {
         "rule": "self.zones.all(z, z.ingress.all(r, r.from.all(p, !has(p.zone) || self.zones.exists(y, y.name == p.zone))))",
-        "messageExpression": "'every zones[].ingress[].from[].zone must name a zone defined in spec.network.zones; defined zones: [' + self.zones.map(y, y.name).join(', ') + ']'",
+        "message": "every zones[].ingress[].from[].zone must name a zone defined in spec.network.zones",
         "fieldPath": ".zones",
-        "reason": "FieldValueInvalid",
     },
 ]))]
 pub struct NetworkSpec {
@@ -108,7 +114,7 @@ pub struct NetworkSpec {
     /// operator also opens the matching egress of the sending pods, since egress is denied
     /// by default.
     #[serde(default)]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = 16))]
     pub zones: Vec<Zone>,
 
     /// A monitoring system (for example Prometheus) allowed to scrape the listed ports of
@@ -119,7 +125,7 @@ pub struct NetworkSpec {
     /// Extra egress rules, for example to an external API, opened for the selected pods of
     /// every governed namespace.
     #[serde(default)]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = 16))]
     pub egress: Vec<EgressRule>,
 }
 
@@ -170,7 +176,10 @@ impl Default for DnsSpec {
 pub struct Zone {
     /// Name of the zone, used in references from other zones and in the names of the
     /// generated NetworkPolicies (mn-POLICY-zone-NAME). A DNS label of at most 30 characters.
-    #[schemars(length(min = 1, max = 30), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 30),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
 
     /// Selects the zone's pods by their labels within each of the zone's namespaces.
@@ -184,7 +193,7 @@ pub struct Zone {
     /// Traffic the zone's pods accept. A zone with no rules accepts nothing, and its pods
     /// reach each other only when a rule lists the zone itself as a source.
     #[serde(default)]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = 8))]
     pub ingress: Vec<IngressRule>,
 }
 
@@ -194,12 +203,12 @@ pub struct Zone {
 pub struct IngressRule {
     /// Where the traffic may come from. At least one source is required; use a source with
     /// anywhere: true to accept every source.
-    #[schemars(length(min = 1, max = 32))]
+    #[schemars(length(min = 1, max = 8))]
     pub from: Vec<Peer>,
 
     /// Destination ports on the zone's pods. When empty, every port is allowed.
     #[serde(default)]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = 16))]
     pub ports: Vec<PortSpec>,
 }
 
@@ -257,7 +266,7 @@ pub struct Peer {
 
     /// Blocks inside cidr that are excluded from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 16), inner(length(max = 64)))]
+    #[schemars(length(max = 8), inner(length(max = 64)))]
     pub except: Option<Vec<String>>,
 
     /// Every source or destination, inside the cluster or outside. Pods of the governed
@@ -272,8 +281,8 @@ pub struct Peer {
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
     {
-        "rule": "type(self.port) == int ? (self.port >= 1 && self.port <= 65535) : self.port.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && self.port.matches('[a-z]') && !self.port.contains('--') && size(self.port) <= 15",
-        "message": "port must be a number from 1 to 65535 or a container port name (at most 15 lowercase letters, digits and single hyphens, with at least one letter)",
+        "rule": "type(self.port) != int || (self.port >= 1 && self.port <= 65535)",
+        "messageExpression": "'port ' + string(self.port) + ' is out of range; use 1 to 65535'",
         "fieldPath": ".port",
     },
     {
@@ -289,6 +298,7 @@ pub struct Peer {
 ]))]
 pub struct PortSpec {
     /// Port number (1-65535) or the name of a container port on the destination pods.
+    #[schemars(schema_with = "port_schema")]
     pub port: IntOrString,
 
     /// TCP, UDP or SCTP. Defaults to TCP.
@@ -301,7 +311,20 @@ pub struct PortSpec {
 }
 
 /// Transport protocol of a port.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
 pub enum Protocol {
     #[default]
     #[allow(clippy::upper_case_acronyms)]
@@ -339,7 +362,7 @@ pub struct MonitoringSpec {
     pub target_pod_selector: Option<LabelSelector>,
 
     /// Ports the monitoring pods may scrape, for example 9090 or the port name metrics.
-    #[schemars(length(min = 1, max = 32))]
+    #[schemars(length(min = 1, max = 16))]
     pub ports: Vec<PortSpec>,
 }
 
@@ -356,7 +379,10 @@ pub struct MonitoringSpec {
 pub struct EgressRule {
     /// Name of the rule, used in the name of the generated NetworkPolicy
     /// (mn-POLICY-egress-NAME). A DNS label of at most 30 characters.
-    #[schemars(length(min = 1, max = 30), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 30),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub name: String,
 
     /// Selects the pods the rule applies to in each governed namespace. When unset, it
@@ -365,12 +391,12 @@ pub struct EgressRule {
     pub pod_selector: Option<LabelSelector>,
 
     /// Destinations: CIDRs, namespaces (with optional pod selector) or anywhere.
-    #[schemars(length(min = 1, max = 32))]
+    #[schemars(length(min = 1, max = 8))]
     pub to: Vec<Peer>,
 
     /// Destination ports. When empty, every port is allowed.
     #[serde(default)]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = 16))]
     pub ports: Vec<PortSpec>,
 }
 
@@ -425,6 +451,17 @@ pub struct PendingChange {
     pub namespace: String,
     /// Name of the object.
     pub name: String,
+}
+
+/// Schema of a port: a number from 1 to 65535 or a container port name of at most 15
+/// lowercase letters, digits and hyphens.
+fn port_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-int-or-string": true,
+        // JSON Schema applies these two to strings only; CEL on PortSpec checks numbers.
+        "maxLength": 15,
+        "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+    })
 }
 
 fn default_true() -> bool {

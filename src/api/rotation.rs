@@ -1,5 +1,9 @@
 //! The `SecretRotation` custom resource.
 
+// Each printcolumn of kube's derive repeats keys such as type_, which clippy mistakes for
+// duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -21,13 +25,24 @@ use super::Duration;
     derive = "PartialEq",
     doc = "A Secret whose keys the operator generates and rotates on a schedule.",
     printcolumn(name = "Secret", type_ = "string", json_path = ".spec.secretName"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SecretRotationSpec {
     /// Name of the Secret to generate, in the namespace of this SecretRotation.
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
     pub secret_name: String,
 
     /// Time between rotations, such as 2160h or 90d. Defaults to 90d.

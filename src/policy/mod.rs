@@ -4,6 +4,7 @@
 //! all drive the same code.
 
 pub mod connectivity;
+pub mod diff;
 pub mod names;
 pub mod namespaces;
 pub mod network;

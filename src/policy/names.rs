@@ -85,7 +85,11 @@ mod tests {
         assert!(name.starts_with("mn-ppp"));
         let other = object_name(&["mn", &policy, "zone", &"y".repeat(30)], 60);
         assert_ne!(name, other, "distinct long names must stay distinct");
-        assert_eq!(name, object_name(&["mn", &policy, "zone", &zone], 60), "stable");
+        assert_eq!(
+            name,
+            object_name(&["mn", &policy, "zone", &zone], 60),
+            "stable"
+        );
     }
 
     #[test]

@@ -92,7 +92,10 @@ mod tests {
     }
 
     fn names(governed: Vec<&NamespaceInfo>) -> Vec<&str> {
-        governed.iter().map(|namespace| namespace.name.as_str()).collect()
+        governed
+            .iter()
+            .map(|namespace| namespace.name.as_str())
+            .collect()
     }
 
     #[test]
@@ -118,7 +121,10 @@ mod tests {
     #[test]
     fn governed_protected_needs_list_and_selector() {
         let all = namespaces();
-        let listed = spec(match_labels([("team", "media")]), &["kube-system", "kube-public"]);
+        let listed = spec(
+            match_labels([("team", "media")]),
+            &["kube-system", "kube-public"],
+        );
         // kube-public is listed but not selected; kube-system is both.
         assert_eq!(
             names(governed(&listed, &all, "medianest-system")),

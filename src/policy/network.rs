@@ -18,8 +18,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::policy::{NetworkSpec, Peer, PortSpec, Protocol, Zone};
 
-use super::namespaces::{NAMESPACE_NAME_LABEL, NamespaceInfo};
 use super::names::{MAX_SUBDOMAIN_NAME, generated_labels, hex_digest, object_name};
+use super::namespaces::{NAMESPACE_NAME_LABEL, NamespaceInfo};
 use super::selector;
 
 /// What the compiler needs to know about the policy it compiles.
@@ -122,7 +122,12 @@ struct Builder<'p, 'a> {
 
 impl Builder<'_, '_> {
     fn default_deny(&mut self, namespace: &str) {
-        let mut policy = self.new_policy(namespace, &["default-deny"], "default-deny", LabelSelector::default());
+        let mut policy = self.new_policy(
+            namespace,
+            &["default-deny"],
+            "default-deny",
+            LabelSelector::default(),
+        );
         // Both types with no rules: every pod is isolated in both directions.
         let spec = policy.spec.get_or_insert_with(Default::default);
         add_policy_type(spec, "Ingress");
@@ -194,10 +199,18 @@ impl Builder<'_, '_> {
                 zone.pod_selector.clone(),
             );
             for rule in &ingress {
-                push_ingress(&mut policy, rule.from.clone().unwrap_or_default(), rule.ports.clone());
+                push_ingress(
+                    &mut policy,
+                    rule.from.clone().unwrap_or_default(),
+                    rule.ports.clone(),
+                );
             }
             for rule in &egress {
-                push_egress(&mut policy, rule.to.clone().unwrap_or_default(), rule.ports.clone());
+                push_egress(
+                    &mut policy,
+                    rule.to.clone().unwrap_or_default(),
+                    rule.ports.clone(),
+                );
             }
             self.insert(policy);
         }
@@ -205,7 +218,12 @@ impl Builder<'_, '_> {
 
     /// Emits the egress of pods in governed namespaces that a zone accepts through a
     /// namespaceSelector source, so that the path works from the sending side too.
-    fn namespace_sources(&mut self, zone: &Zone, governed: &[&NamespaceInfo], zones: &ZoneIndex<'_>) {
+    fn namespace_sources(
+        &mut self,
+        zone: &Zone,
+        governed: &[&NamespaceInfo],
+        zones: &ZoneIndex<'_>,
+    ) {
         let Some(target_peer) = zones.peer(zone) else {
             return;
         };
@@ -236,7 +254,12 @@ impl Builder<'_, '_> {
                         ports: convert_ports(&rule.ports),
                     };
                     let spec = policy.spec.get_or_insert_with(Default::default);
-                    if !spec.egress.iter().flatten().any(|existing| *existing == egress) {
+                    if !spec
+                        .egress
+                        .iter()
+                        .flatten()
+                        .any(|existing| *existing == egress)
+                    {
                         push_egress(&mut policy, egress.to.unwrap_or_default(), egress.ports);
                     }
                     self.insert(policy);
@@ -245,7 +268,11 @@ impl Builder<'_, '_> {
         }
     }
 
-    fn monitoring(&mut self, monitoring: &crate::api::policy::MonitoringSpec, governed: &[&NamespaceInfo]) {
+    fn monitoring(
+        &mut self,
+        monitoring: &crate::api::policy::MonitoringSpec,
+        governed: &[&NamespaceInfo],
+    ) {
         if governed.is_empty() {
             return;
         }
@@ -258,21 +285,28 @@ impl Builder<'_, '_> {
         };
 
         for namespace in governed {
-            let mut policy = self.new_policy(&namespace.name, &["monitoring"], "monitoring", targets.clone());
+            let mut policy = self.new_policy(
+                &namespace.name,
+                &["monitoring"],
+                "monitoring",
+                targets.clone(),
+            );
             push_ingress(&mut policy, vec![scraper.clone()], ports.clone());
             self.insert(policy);
         }
 
-        let governed_names: Vec<&str> = governed.iter().map(|namespace| namespace.name.as_str()).collect();
+        let governed_names: Vec<&str> = governed
+            .iter()
+            .map(|namespace| namespace.name.as_str())
+            .collect();
         let target_peer = NetworkPolicyPeer {
             namespace_selector: Some(names_selector(&governed_names)),
             pod_selector: Some(targets),
             ip_block: None,
         };
-        for namespace in governed
-            .iter()
-            .filter(|namespace| selector::matches(&monitoring.namespace_selector, &namespace.labels))
-        {
+        for namespace in governed.iter().filter(|namespace| {
+            selector::matches(&monitoring.namespace_selector, &namespace.labels)
+        }) {
             let mut policy = self.new_policy(
                 &namespace.name,
                 &["monitoring", "egress"],
@@ -344,22 +378,34 @@ impl Builder<'_, '_> {
 }
 
 /// Appends an ingress rule and records the Ingress policy type.
-fn push_ingress(policy: &mut NetworkPolicy, from: Vec<NetworkPolicyPeer>, ports: Option<Vec<NetworkPolicyPort>>) {
+fn push_ingress(
+    policy: &mut NetworkPolicy,
+    from: Vec<NetworkPolicyPeer>,
+    ports: Option<Vec<NetworkPolicyPort>>,
+) {
     let spec = policy.spec.get_or_insert_with(Default::default);
-    spec.ingress.get_or_insert_with(Vec::new).push(NetworkPolicyIngressRule {
-        from: (!from.is_empty()).then_some(from),
-        ports,
-    });
+    spec.ingress
+        .get_or_insert_with(Vec::new)
+        .push(NetworkPolicyIngressRule {
+            from: (!from.is_empty()).then_some(from),
+            ports,
+        });
     add_policy_type(spec, "Ingress");
 }
 
 /// Appends an egress rule and records the Egress policy type.
-fn push_egress(policy: &mut NetworkPolicy, to: Vec<NetworkPolicyPeer>, ports: Option<Vec<NetworkPolicyPort>>) {
+fn push_egress(
+    policy: &mut NetworkPolicy,
+    to: Vec<NetworkPolicyPeer>,
+    ports: Option<Vec<NetworkPolicyPort>>,
+) {
     let spec = policy.spec.get_or_insert_with(Default::default);
-    spec.egress.get_or_insert_with(Vec::new).push(NetworkPolicyEgressRule {
-        to: (!to.is_empty()).then_some(to),
-        ports,
-    });
+    spec.egress
+        .get_or_insert_with(Vec::new)
+        .push(NetworkPolicyEgressRule {
+            to: (!to.is_empty()).then_some(to),
+            ports,
+        });
     add_policy_type(spec, "Egress");
 }
 

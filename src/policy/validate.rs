@@ -80,14 +80,25 @@ pub fn validate_policy(name: &str, spec: &MediaNestSecurityPolicySpec) -> Result
     errors.selector(&spec.namespace_selector, "spec.namespaceSelector");
     validate_network(&spec.network, &mut errors);
 
-    if errors.0.is_empty() { Ok(()) } else { Err(errors) }
+    if errors.0.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 fn validate_network(network: &NetworkSpec, errors: &mut FieldErrors) {
-    errors.selector(&network.dns.namespace_selector, "spec.network.dns.namespaceSelector");
+    errors.selector(
+        &network.dns.namespace_selector,
+        "spec.network.dns.namespaceSelector",
+    );
     errors.selector(&network.dns.pod_selector, "spec.network.dns.podSelector");
 
-    let zone_names: BTreeSet<&str> = network.zones.iter().map(|zone| zone.name.as_str()).collect();
+    let zone_names: BTreeSet<&str> = network
+        .zones
+        .iter()
+        .map(|zone| zone.name.as_str())
+        .collect();
     let mut seen = BTreeSet::new();
     for (index, zone) in network.zones.iter().enumerate() {
         let field = format!("spec.network.zones[{index}]");
@@ -95,7 +106,10 @@ fn validate_network(network: &NetworkSpec, errors: &mut FieldErrors) {
         if !seen.insert(zone.name.as_str()) {
             errors.push(
                 format!("{field}.name"),
-                format!("duplicate zone name {:?}; zone names must be unique", zone.name),
+                format!(
+                    "duplicate zone name {:?}; zone names must be unique",
+                    zone.name
+                ),
             );
         }
         errors.selector(&zone.pod_selector, &format!("{field}.podSelector"));
@@ -132,7 +146,10 @@ fn validate_network(network: &NetworkSpec, errors: &mut FieldErrors) {
 
     if let Some(monitoring) = &network.monitoring {
         let field = "spec.network.monitoring";
-        errors.selector(&monitoring.namespace_selector, &format!("{field}.namespaceSelector"));
+        errors.selector(
+            &monitoring.namespace_selector,
+            &format!("{field}.namespaceSelector"),
+        );
         errors.selector(&monitoring.pod_selector, &format!("{field}.podSelector"));
         if let Some(targets) = &monitoring.target_pod_selector {
             errors.selector(targets, &format!("{field}.targetPodSelector"));
@@ -150,14 +167,20 @@ fn validate_network(network: &NetworkSpec, errors: &mut FieldErrors) {
         if !egress_names.insert(rule.name.as_str()) {
             errors.push(
                 format!("{field}.name"),
-                format!("duplicate egress rule name {:?}; names must be unique", rule.name),
+                format!(
+                    "duplicate egress rule name {:?}; names must be unique",
+                    rule.name
+                ),
             );
         }
         if let Some(pods) = &rule.pod_selector {
             errors.selector(pods, &format!("{field}.podSelector"));
         }
         if rule.to.is_empty() {
-            errors.push(format!("{field}.to"), "at least one destination is required");
+            errors.push(
+                format!("{field}.to"),
+                "at least one destination is required",
+            );
         }
         for (peer_index, peer) in rule.to.iter().enumerate() {
             let peer_field = format!("{field}.to[{peer_index}]");
@@ -181,7 +204,10 @@ fn validate_peer(peer: &Peer, field: &str, errors: &mut FieldErrors) {
         peer.anywhere == Some(true),
     ];
     if kinds.iter().filter(|set| **set).count() != 1 {
-        errors.push(field, "set exactly one of zone, namespaceSelector, cidr or anywhere: true");
+        errors.push(
+            field,
+            "set exactly one of zone, namespaceSelector, cidr or anywhere: true",
+        );
     }
     if peer.pod_selector.is_some() && peer.namespace_selector.is_none() {
         errors.push(
@@ -204,10 +230,15 @@ fn validate_peer(peer: &Peer, field: &str, errors: &mut FieldErrors) {
         );
     }
     match (&peer.except, &cidr) {
-        (Some(_), None) => errors.push(format!("{field}.except"), "except is only allowed together with cidr"),
+        (Some(_), None) => errors.push(
+            format!("{field}.except"),
+            "except is only allowed together with cidr",
+        ),
         (Some(except), Some((_, Ok(block)))) => {
             for (index, entry) in except.iter().enumerate() {
-                let inside = entry.parse::<IpNet>().is_ok_and(|excluded| block.contains(&excluded));
+                let inside = entry
+                    .parse::<IpNet>()
+                    .is_ok_and(|excluded| block.contains(&excluded));
                 if !inside {
                     errors.push(
                         format!("{field}.except[{index}]"),
@@ -265,7 +296,9 @@ pub fn is_port_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     !name.is_empty()
         && name.len() <= 15
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes.iter().any(u8::is_ascii_lowercase)
         && !name.starts_with('-')
         && !name.ends_with('-')

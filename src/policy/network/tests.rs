@@ -28,13 +28,22 @@ fn example_namespaces() -> Vec<NamespaceInfo> {
             )
         })
         .collect();
-    for name in ["kube-system", "kube-public", "kube-node-lease", "default", "medianest-system"] {
+    for name in [
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "default",
+        "medianest-system",
+    ] {
         namespaces.push(NamespaceInfo::new(name, BTreeMap::new()));
     }
     namespaces
 }
 
-fn compile_policy(policy: &MediaNestSecurityPolicy, namespaces: &[NamespaceInfo]) -> Vec<NetworkPolicy> {
+fn compile_policy(
+    policy: &MediaNestSecurityPolicy,
+    namespaces: &[NamespaceInfo],
+) -> Vec<NetworkPolicy> {
     let governed = governed(&policy.spec, namespaces, "medianest-system");
     let reference = PolicyRef {
         name: policy.metadata.name.as_deref().unwrap(),
@@ -73,7 +82,9 @@ fn example_cluster() -> Cluster {
             namespace
                 .labels
                 .into_iter()
-                .fold(EvalNamespace::new(namespace.name), |ns, (key, value)| ns.with_label(key, value))
+                .fold(EvalNamespace::new(namespace.name), |ns, (key, value)| {
+                    ns.with_label(key, value)
+                })
         })
         .collect();
     let component = "app.kubernetes.io/component";
@@ -148,10 +159,24 @@ fn policy_types_match_sections() {
             assert!(!has_ingress && !has_egress, "{name} must have no rules");
             continue;
         }
-        assert_eq!(types.contains(&"Ingress".to_string()), has_ingress, "{name}: {types:?}");
-        assert_eq!(types.contains(&"Egress".to_string()), has_egress, "{name}: {types:?}");
-        assert!(spec.ingress.is_none() || has_ingress, "{name} has an empty ingress list");
-        assert!(spec.egress.is_none() || has_egress, "{name} has an empty egress list");
+        assert_eq!(
+            types.contains(&"Ingress".to_string()),
+            has_ingress,
+            "{name}: {types:?}"
+        );
+        assert_eq!(
+            types.contains(&"Egress".to_string()),
+            has_egress,
+            "{name}: {types:?}"
+        );
+        assert!(
+            spec.ingress.is_none() || has_ingress,
+            "{name} has an empty ingress list"
+        );
+        assert!(
+            spec.egress.is_none() || has_egress,
+            "{name} has an empty egress list"
+        );
     }
 }
 
@@ -187,7 +212,9 @@ fn dns_reachable_on_udp_and_tcp_only() {
     assert!(!cluster.allowed(&policies, &api, &coredns, 54, Protocol::Udp));
     // The pod selector narrows the namespace selector: another pod in a namespace that is
     // not kube-system must not be reachable on 53.
-    let verdict = cluster.evaluate(&policies, &api, &outsider, 53, Protocol::Udp).unwrap();
+    let verdict = cluster
+        .evaluate(&policies, &api, &outsider, 53, Protocol::Udp)
+        .unwrap();
     assert!(!verdict.is_allowed(), "{verdict}");
 }
 
@@ -222,16 +249,64 @@ fn zone_paths_open_both_ways_and_nothing_else() {
         ("api to postgres", &api, &postgres, 5432, true),
         ("api to redis", &api, &redis, 6379, true),
         ("api to postgres on 22", &api, &postgres, 22, false),
-        ("postgres to api (reverse path)", &postgres, &api, 8080, false),
-        ("proxy to postgres (skips a zone)", &proxy, &postgres, 5432, false),
-        ("worker to postgres (not in zone)", &worker, &postgres, 5432, false),
+        (
+            "postgres to api (reverse path)",
+            &postgres,
+            &api,
+            8080,
+            false,
+        ),
+        (
+            "proxy to postgres (skips a zone)",
+            &proxy,
+            &postgres,
+            5432,
+            false,
+        ),
+        (
+            "worker to postgres (not in zone)",
+            &worker,
+            &postgres,
+            5432,
+            false,
+        ),
         ("outsider to postgres", &outsider, &postgres, 5432, false),
         ("outsider to api", &outsider, &api, 8080, false),
-        ("api to api peer (zone not listing itself)", &api, &api_peer, 8080, false),
-        ("postgres to redis (same zone, not listed)", &postgres, &redis, 6379, false),
-        ("prometheus scrapes api metrics", &prometheus, &api, 9100, true),
-        ("prometheus scrapes postgres metrics", &prometheus, &postgres, 9187, true),
-        ("prometheus to postgres 5432", &prometheus, &postgres, 5432, false),
+        (
+            "api to api peer (zone not listing itself)",
+            &api,
+            &api_peer,
+            8080,
+            false,
+        ),
+        (
+            "postgres to redis (same zone, not listed)",
+            &postgres,
+            &redis,
+            6379,
+            false,
+        ),
+        (
+            "prometheus scrapes api metrics",
+            &prometheus,
+            &api,
+            9100,
+            true,
+        ),
+        (
+            "prometheus scrapes postgres metrics",
+            &prometheus,
+            &postgres,
+            9187,
+            true,
+        ),
+        (
+            "prometheus to postgres 5432",
+            &prometheus,
+            &postgres,
+            5432,
+            false,
+        ),
         ("api to internet 443", &api, &external, 443, true),
         ("api to internet 80", &api, &external, 80, false),
         ("api to private address", &api, &internal, 443, false),
@@ -239,7 +314,9 @@ fn zone_paths_open_both_ways_and_nothing_else() {
         ("postgres to internet", &postgres, &external, 443, false),
     ];
     for (label, from, to, port, expected) in cases {
-        let verdict = cluster.evaluate(&policies, from, to, port, Protocol::Tcp).unwrap();
+        let verdict = cluster
+            .evaluate(&policies, from, to, port, Protocol::Tcp)
+            .unwrap();
         assert_eq!(verdict.is_allowed(), expected, "{label}: {verdict}");
     }
 }
@@ -255,7 +332,11 @@ fn named_ports_stay_names() {
     let dmz = find(&policies, "medianest-dmz", "mn-medianest-zone-dmz");
     let egress = dmz.spec.as_ref().unwrap().egress.as_ref().unwrap();
     let port = egress[0].ports.as_ref().unwrap()[0].port.clone();
-    assert_eq!(port, Some(IntOrString::String("http".into())), "egress side keeps the name too");
+    assert_eq!(
+        port,
+        Some(IntOrString::String("http".into())),
+        "egress side keeps the name too"
+    );
 }
 
 #[test]
@@ -269,14 +350,26 @@ fn zone_reverse_path_not_opened() {
     assert_eq!(spec.egress.as_ref().unwrap().len(), 1);
     // The database zone sends nothing: ingress only.
     let database = find(&policies, "medianest-data", "mn-medianest-zone-database");
-    let types = database.spec.as_ref().unwrap().policy_types.clone().unwrap();
+    let types = database
+        .spec
+        .as_ref()
+        .unwrap()
+        .policy_types
+        .clone()
+        .unwrap();
     assert_eq!(types, ["Ingress"]);
 }
 
 #[test]
 fn zone_listing_itself_opens_pod_to_pod() {
     let mut policy = example_policy();
-    let database = policy.spec.network.zones.iter_mut().find(|zone| zone.name == "database").unwrap();
+    let database = policy
+        .spec
+        .network
+        .zones
+        .iter_mut()
+        .find(|zone| zone.name == "database")
+        .unwrap();
     database.ingress[0].from.push(crate::api::policy::Peer {
         zone: Some("database".into()),
         ..Default::default()
@@ -293,17 +386,30 @@ fn zone_listing_itself_opens_pod_to_pod() {
 fn protected_namespaces_never_governed() {
     let mut namespaces = example_namespaces();
     for namespace in &mut namespaces {
-        namespace.labels.insert("medianest.io/governed".into(), "true".into());
+        namespace
+            .labels
+            .insert("medianest.io/governed".into(), "true".into());
     }
     let policies = compile_policy(&example_policy(), &namespaces);
     let touched: BTreeSet<String> = policies
         .iter()
         .map(|policy| policy.metadata.namespace.clone().unwrap())
         .collect();
-    for protected in ["kube-system", "kube-public", "kube-node-lease", "medianest-system"] {
-        assert!(!touched.contains(protected), "{protected} must not be governed");
+    for protected in [
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        "medianest-system",
+    ] {
+        assert!(
+            !touched.contains(protected),
+            "{protected} must not be governed"
+        );
     }
-    assert!(touched.contains("default"), "default is an ordinary namespace");
+    assert!(
+        touched.contains("default"),
+        "default is an ordinary namespace"
+    );
 }
 
 #[test]
@@ -311,7 +417,10 @@ fn namespace_leaving_loses_only_its_policies() {
     let policy = example_policy();
     let before = compile_policy(&policy, &example_namespaces());
     let mut namespaces = example_namespaces();
-    let data = namespaces.iter_mut().find(|namespace| namespace.name == "medianest-data").unwrap();
+    let data = namespaces
+        .iter_mut()
+        .find(|namespace| namespace.name == "medianest-data")
+        .unwrap();
     data.labels.remove("medianest.io/governed");
     let after = compile_policy(&policy, &namespaces);
 
@@ -321,17 +430,32 @@ fn namespace_leaving_loses_only_its_policies() {
         .filter(|(namespace, _)| namespace == "medianest-data")
         .collect();
     assert_eq!(removed, in_data);
-    assert!(keys(&after).is_subset(&keys(&before)), "nothing new appears");
+    assert!(
+        keys(&after).is_subset(&keys(&before)),
+        "nothing new appears"
+    );
 }
 
 #[test]
 fn namespace_source_peer_and_sender_egress() {
     let mut policy = example_policy();
-    let database = policy.spec.network.zones.iter_mut().find(|zone| zone.name == "database").unwrap();
+    let database = policy
+        .spec
+        .network
+        .zones
+        .iter_mut()
+        .find(|zone| zone.name == "database")
+        .unwrap();
     database.ingress.push(crate::api::policy::IngressRule {
         from: vec![crate::api::policy::Peer {
-            namespace_selector: Some(crate::api::policy::match_labels([("medianest.io/tier", "monitoring")])),
-            pod_selector: Some(crate::api::policy::match_labels([("app.kubernetes.io/name", "prometheus")])),
+            namespace_selector: Some(crate::api::policy::match_labels([(
+                "medianest.io/tier",
+                "monitoring",
+            )])),
+            pod_selector: Some(crate::api::policy::match_labels([(
+                "app.kubernetes.io/name",
+                "prometheus",
+            )])),
             ..Default::default()
         }],
         ports: vec![crate::api::policy::PortSpec {
@@ -350,7 +474,9 @@ fn namespace_source_peer_and_sender_egress() {
     let cluster = example_cluster();
     let prometheus = Endpoint::pod("medianest-monitoring", "prometheus");
     let postgres = Endpoint::pod("medianest-data", "postgres");
-    let verdict = cluster.evaluate(&policies, &prometheus, &postgres, 5432, Protocol::Tcp).unwrap();
+    let verdict = cluster
+        .evaluate(&policies, &prometheus, &postgres, 5432, Protocol::Tcp)
+        .unwrap();
     assert!(verdict.is_allowed(), "{verdict}");
 }
 
@@ -362,7 +488,11 @@ fn extra_egress_anywhere_has_no_peers() {
         ..Default::default()
     }];
     let policies = compile_policy(&policy, &example_namespaces());
-    let egress = find(&policies, "medianest-app", "mn-medianest-egress-external-https");
+    let egress = find(
+        &policies,
+        "medianest-app",
+        "mn-medianest-egress-external-https",
+    );
     let rules = egress.spec.as_ref().unwrap().egress.as_ref().unwrap();
     assert!(rules[0].to.is_none());
 }

@@ -1,0 +1,81 @@
+//! Errors of the reconcilers, each with a fixed category for Event reasons and metric labels.
+
+/// A failed reconcile step.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("failed to apply NetworkPolicy {namespace}/{name}")]
+    ApplyNetworkPolicy {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("failed to read NetworkPolicy {namespace}/{name}")]
+    ReadNetworkPolicy {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("failed to delete NetworkPolicy {namespace}/{name}")]
+    DeleteNetworkPolicy {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("failed to write the status of {kind} {name}")]
+    PatchStatus {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("{kind} has no {field}")]
+    MissingField {
+        kind: &'static str,
+        field: &'static str,
+    },
+}
+
+impl Error {
+    /// A short, fixed name for the failure, used as the Event reason and metric label.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::ApplyNetworkPolicy { .. } => "ApplyNetworkPolicyFailed",
+            Error::DeleteNetworkPolicy { .. } => "DeleteNetworkPolicyFailed",
+            Error::ReadNetworkPolicy { .. } => "ReadNetworkPolicyFailed",
+            Error::PatchStatus { .. } => "PatchStatusFailed",
+            Error::MissingField { .. } => "InvalidObject",
+        }
+    }
+
+    /// Returns whether retrying cannot help until the object changes: the API server rejected
+    /// the request as invalid or forbidden rather than failing to serve it.
+    pub fn is_permanent(&self) -> bool {
+        let source = match self {
+            Error::ApplyNetworkPolicy { source, .. }
+            | Error::DeleteNetworkPolicy { source, .. }
+            | Error::ReadNetworkPolicy { source, .. }
+            | Error::PatchStatus { source, .. } => source,
+            Error::MissingField { .. } => return true,
+        };
+        matches!(source, kube::Error::Api(status) if status.code == 422 || status.code == 400)
+    }
+}
+
+/// Formats an error with its sources, as `outer: inner: root`, cut to `max` bytes.
+pub fn chain(error: &dyn std::error::Error, max: usize) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    crate::api::condition::truncate(&text, max)
+}

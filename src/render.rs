@@ -1,0 +1,287 @@
+//! `render`: the objects the controller would write, computed offline from YAML input.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::{Resource, ResourceExt};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::api::MediaNestSecurityPolicy;
+use crate::api::policy::Mode;
+use crate::policy::namespaces::{self, NamespaceInfo};
+use crate::policy::network::{self, PolicyRef};
+use crate::policy::validate;
+
+/// One named YAML stream, such as a file or standard input.
+pub struct Source {
+    pub name: String,
+    pub text: String,
+}
+
+/// A problem in the input, naming the document and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("{source_name}: document {index}: invalid YAML: {message}")]
+    Yaml {
+        source_name: String,
+        index: usize,
+        message: String,
+    },
+    #[error("{0}")]
+    Field(Box<FieldProblem>),
+    #[error("failed to encode the output as YAML")]
+    Encode(#[source] serde_yaml::Error),
+}
+
+/// A problem in one field of one document.
+#[derive(Debug)]
+pub struct FieldProblem {
+    pub source_name: String,
+    pub index: usize,
+    pub kind: String,
+    pub name: String,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: document {} ({} {}): {}: {}",
+            self.source_name, self.index, self.kind, self.name, self.field, self.message
+        )
+    }
+}
+
+/// What the input held, after parsing.
+#[derive(Default)]
+pub struct Input {
+    pub policies: Vec<MediaNestSecurityPolicy>,
+    pub namespaces: Vec<NamespaceInfo>,
+    /// Kinds that were skipped because render does not act on them, with their counts.
+    pub skipped: BTreeMap<String, usize>,
+}
+
+/// Parses every document of every source; a policy is also checked as the controller would.
+pub fn parse(sources: &[Source]) -> Result<Input, Vec<RenderError>> {
+    let mut input = Input::default();
+    let mut errors = Vec::new();
+
+    for source in sources {
+        for (position, document) in serde_yaml::Deserializer::from_str(&source.text).enumerate() {
+            let index = position + 1;
+            let value = match Value::deserialize(document) {
+                Ok(Value::Null) => continue,
+                Ok(value) => value,
+                Err(error) => {
+                    errors.push(RenderError::Yaml {
+                        source_name: source.name.clone(),
+                        index,
+                        message: error.to_string(),
+                    });
+                    // The stream cannot be resynchronised after a syntax error.
+                    break;
+                }
+            };
+            if let Err(error) = parse_document(&source.name, index, value, &mut input) {
+                errors.push(error);
+            }
+        }
+    }
+
+    if errors.is_empty() {
+        Ok(input)
+    } else {
+        Err(errors)
+    }
+}
+
+fn parse_document(
+    source_name: &str,
+    index: usize,
+    value: Value,
+    input: &mut Input,
+) -> Result<(), RenderError> {
+    let kind = value
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let name = value
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("<unnamed>")
+        .to_string();
+    let field_error = |field: String, message: String| {
+        RenderError::Field(Box::new(FieldProblem {
+            source_name: source_name.to_string(),
+            index,
+            kind: kind.clone(),
+            name: name.clone(),
+            field,
+            message,
+        }))
+    };
+
+    match kind.as_str() {
+        "MediaNestSecurityPolicy" => {
+            let policy: MediaNestSecurityPolicy =
+                serde_path_to_error::deserialize(value).map_err(|error| {
+                    field_error(error.path().to_string(), error.inner().to_string())
+                })?;
+            if let Err(errors) = validate::validate_policy(&policy.name_any(), &policy.spec) {
+                let first = &errors.0[0];
+                let rest: Vec<String> = errors.0[1..].iter().map(ToString::to_string).collect();
+                let mut message = first.message.clone();
+                if !rest.is_empty() {
+                    message = format!("{message}; also {}", rest.join("; "));
+                }
+                return Err(field_error(first.field.clone(), message));
+            }
+            input.policies.push(policy);
+        }
+        "Namespace" => {
+            let namespace: Namespace =
+                serde_path_to_error::deserialize(value).map_err(|error| {
+                    field_error(error.path().to_string(), error.inner().to_string())
+                })?;
+            input.namespaces.push(NamespaceInfo::new(
+                namespace.name_any(),
+                namespace.labels().clone(),
+            ));
+        }
+        "" => {
+            return Err(field_error(
+                "kind".into(),
+                "missing; every document needs apiVersion and kind".into(),
+            ));
+        }
+        other => *input.skipped.entry(other.to_string()).or_insert(0) += 1,
+    }
+    Ok(())
+}
+
+/// A note for standard error about input that produced nothing.
+pub struct Note(pub String);
+
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Renders the objects the controller would write for `input`, as one YAML stream.
+pub fn render(input: &Input, operator_namespace: &str) -> Result<(String, Vec<Note>), RenderError> {
+    let mut out = String::new();
+    let mut notes = Vec::new();
+
+    for policy in &input.policies {
+        let name = policy.name_any();
+        if policy.spec.mode == Mode::Audit {
+            notes.push(Note(format!(
+                "MediaNestSecurityPolicy {name} is in Audit mode: the controller writes nothing for it"
+            )));
+            continue;
+        }
+        let governed = namespaces::governed(&policy.spec, &input.namespaces, operator_namespace);
+        if governed.is_empty() {
+            notes.push(Note(format!(
+                "MediaNestSecurityPolicy {name} governs no namespace of the input; add the Namespaces it should select"
+            )));
+        }
+        let reference = PolicyRef {
+            name: &name,
+            owner: policy
+                .meta()
+                .uid
+                .as_ref()
+                .and_then(|_| policy.controller_owner_ref(&())),
+        };
+        for object in network::compile(&reference, &policy.spec.network, &governed) {
+            out.push_str("---\n");
+            out.push_str(&serde_yaml::to_string(&object).map_err(RenderError::Encode)?);
+        }
+    }
+    for (kind, count) in &input.skipped {
+        notes.push(Note(format!(
+            "skipped {count} {kind} documents: render does not act on this kind"
+        )));
+    }
+    Ok((out, notes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(text: &str) -> Vec<Source> {
+        vec![Source {
+            name: "input.yaml".into(),
+            text: text.into(),
+        }]
+    }
+
+    #[test]
+    fn invalid_field_names_document_and_path() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: security.medianest.io/v1alpha1\nkind: MediaNestSecurityPolicy\nmetadata: {name: p}\nspec:\n  namespaceSelector: {}\n  network:\n    zones:\n      - name: web\n        podSelector: {}\n        ingress:\n          - from: [{zone: web}]\n            ports: [{port: 80, protocol: QUIC}]\n";
+        let errors = parse(&source(text)).err().expect("invalid input");
+        let message = errors[0].to_string();
+        assert!(
+            message.starts_with("input.yaml: document 2 (MediaNestSecurityPolicy p): "),
+            "{message}"
+        );
+        assert!(
+            message.contains("spec.network.zones[0].ingress[0].ports[0].protocol"),
+            "{message}"
+        );
+        assert!(message.contains("QUIC"), "{message}");
+    }
+
+    #[test]
+    fn validation_error_names_field() {
+        let text = "apiVersion: security.medianest.io/v1alpha1\nkind: MediaNestSecurityPolicy\nmetadata: {name: p}\nspec:\n  namespaceSelector: {}\n  network:\n    zones:\n      - name: web\n        podSelector: {}\n        ingress:\n          - from: [{zone: missing}]\n";
+        let errors = parse(&source(text)).err().expect("invalid input");
+        let message = errors[0].to_string();
+        assert!(
+            message.contains("spec.network.zones[0].ingress[0].from[0].zone"),
+            "{message}"
+        );
+        assert!(message.contains("\"missing\" is not defined"), "{message}");
+    }
+
+    #[test]
+    fn yaml_syntax_error_reported() {
+        let errors = parse(&source("kind: [unclosed\n"))
+            .err()
+            .expect("invalid input");
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with("input.yaml: document 1: invalid YAML")
+        );
+    }
+
+    #[test]
+    fn missing_kind_reported() {
+        let errors = parse(&source("metadata: {name: x}\n"))
+            .err()
+            .expect("invalid input");
+        assert!(
+            errors[0].to_string().contains("kind: missing"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn audit_policy_renders_nothing() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: security.medianest.io/v1alpha1\nkind: MediaNestSecurityPolicy\nmetadata: {name: p}\nspec:\n  mode: Audit\n  namespaceSelector: {}\n";
+        let input = parse(&source(text)).unwrap();
+        let (out, notes) = render(&input, "medianest-system").unwrap();
+        assert!(out.is_empty());
+        assert!(notes[0].0.contains("Audit mode"));
+    }
+}
