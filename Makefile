@@ -31,6 +31,9 @@ test: ## Run every test; starts the local control plane when none is running
 demo: ## Start a control plane, apply the examples, run the operator and show a drift correction
 	e2e/demo.sh
 
+bench: ## Print controller figures (convergence, drift latency, requests, memory) against the local control plane
+	e2e/with-control-plane.sh $(CARGO) bench --locked --bench controller
+
 e2e-up: ## Start the local control plane (prints the KUBECONFIG export)
 	e2e/control-plane.sh up
 

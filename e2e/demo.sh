@@ -12,7 +12,7 @@ if [ -z "${MEDIANEST_DEMO_INNER:-}" ]; then
 fi
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/medianest-operator/target}
-bin_dir=$(dirname "$(dirname "$KUBECONFIG")")
+state_dir=$(dirname "$KUBECONFIG")
 kubectl() {
   "${MEDIANEST_E2E_CACHE:-$HOME/.cache/medianest-e2e}"/k8s-*/bin/kubectl "$@"
 }
@@ -32,8 +32,8 @@ say "Applying the MediaNest example"
 kubectl apply -f manifests/examples/namespaces.yaml
 kubectl apply -f manifests/examples/policy.yaml
 
-say "Starting the operator (logs in ${bin_dir}/operator.log)"
-"$operator" run --listen 127.0.0.1:18080 --log-format plain >"$bin_dir/operator.log" 2>&1 &
+say "Starting the operator (logs in ${state_dir}/operator.log)"
+"$operator" run --listen 127.0.0.1:18080 --log-format plain >"$state_dir/operator.log" 2>&1 &
 operator_pid=$!
 trap 'kill "$operator_pid" 2>/dev/null || true; wait "$operator_pid" 2>/dev/null || true' EXIT
 
@@ -60,4 +60,4 @@ elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
 echo "restored within ${elapsed} ms (as seen by polling kubectl); ingress ports now: $rules"
 kubectl get msp medianest -o wide
 say "Events"
-kubectl get events --field-selector involvedObject.kind=MediaNestSecurityPolicy
+kubectl get events --field-selector involvedObject.kind=MediaNestSecurityPolicy,involvedObject.name=medianest

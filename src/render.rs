@@ -56,7 +56,7 @@ impl fmt::Display for FieldProblem {
     }
 }
 
-/// What the input held, after parsing.
+/// Parsed input: the policies, the Namespaces, and the kinds that were skipped.
 #[derive(Default)]
 pub struct Input {
     pub policies: Vec<MediaNestSecurityPolicy>,

@@ -13,7 +13,7 @@ use axum::routing::get;
 
 use crate::telemetry::Metrics;
 
-/// What the endpoints report on.
+/// State behind the endpoints.
 #[derive(Clone)]
 pub struct ServerState {
     pub metrics: Arc<Metrics>,

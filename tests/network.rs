@@ -74,7 +74,7 @@ impl Example {
     }
 }
 
-/// The NetworkPolicies generated for `policy`, by (namespace, name).
+/// Lists the NetworkPolicies generated for `policy`, by (namespace, name).
 async fn generated(client: &Client, policy: &str) -> BTreeMap<(String, String), NetworkPolicy> {
     let api: Api<NetworkPolicy> = Api::all(client.clone());
     let params = ListParams::default().labels(&format!("security.medianest.io/policy={policy}"));
@@ -180,6 +180,27 @@ async fn example_policies_generated_with_status() {
     let mut governed = example.namespaces.clone();
     governed.sort();
     assert_eq!(status.governed_namespaces, governed);
+    // Each object is written once: the reconciles that the operator's own writes trigger find
+    // nothing to do. The status may be written twice, when a reconcile starts before the
+    // first status write has reached the cache; the second write changes nothing.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        operator.requests.mutating_for("networkpolicies"),
+        expected.len() as u64
+    );
+    let status_writes = operator
+        .requests
+        .mutating_for("medianestsecuritypolicies/status");
+    assert!(
+        (1..=2).contains(&status_writes),
+        "{status_writes} status writes"
+    );
+    assert_eq!(
+        operator.requests.mutating_for("events"),
+        0,
+        "no Event for a first enforcement"
+    );
+
     let network = condition(&policy, "NetworkReady").expect("NetworkReady condition");
     assert_eq!(network.status, "True");
     assert_eq!(network.reason, "Reconciled");
@@ -662,6 +683,49 @@ async fn invalid_change_keeps_policies() {
             "{key:?} unchanged"
         );
     }
+
+    operator.stop().await;
+    example.cleanup(&client).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn many_namespaces_written_once() {
+    let client = client().await;
+    let id = unique_id("many");
+    let mut namespaces = Vec::new();
+    for index in 0..24 {
+        let name = format!("{id}-{index}");
+        create_namespace(
+            &client,
+            &name,
+            &id,
+            &[("medianest.io/tier", TIERS[index % TIERS.len()])],
+        )
+        .await;
+        namespaces.push(name);
+    }
+    let operator = Operator::start(&id, LONG_RESYNC).await;
+    let example = Example {
+        id: id.clone(),
+        namespaces: namespaces.clone(),
+    };
+    example.apply_policy(&client, &example.policy()).await;
+
+    // Four policies in every namespace, plus one for its tier.
+    let expected = 5 * namespaces.len();
+    wait_for("every NetworkPolicy", WATCH_DEADLINE, || async {
+        (generated(&client, &id).await.len() == expected).then_some(())
+    })
+    .await;
+    wait_ready(&client, &id, 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Events about generated objects must lead to one reconcile of their policy, not one per
+    // namespace: concurrent reconciles of one policy would write the same objects again.
+    assert_eq!(
+        operator.requests.mutating_for("networkpolicies"),
+        expected as u64
+    );
 
     operator.stop().await;
     example.cleanup(&client).await;

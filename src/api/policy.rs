@@ -336,7 +336,7 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    /// The protocol as the Kubernetes API spells it.
+    /// Returns the protocol as the Kubernetes API spells it.
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::TCP => "TCP",

@@ -33,12 +33,27 @@ pub struct Caches {
 }
 
 impl Caches {
-    /// Returns once every cache holds its first complete list.
+    /// Waits until every cache contains its first complete list.
     pub async fn wait_until_ready(&self) {
         let _ = self.namespaces.wait_until_ready().await;
         let _ = self.network_policies.wait_until_ready().await;
         let _ = self.policies.wait_until_ready().await;
     }
+}
+
+/// References to the MediaNestSecurityPolicies that own `object`.
+fn owning_policies<K: kube::Resource>(object: &K) -> Vec<ObjectRef<MediaNestSecurityPolicy>> {
+    object
+        .meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .filter(|owner| {
+            owner.kind == "MediaNestSecurityPolicy"
+                && owner.api_version == "security.medianest.io/v1alpha1"
+        })
+        .map(|owner| ObjectRef::new(&owner.name))
+        .collect()
 }
 
 /// Builds the controllers and returns their caches and the future that runs them until
@@ -89,7 +104,11 @@ pub fn controllers(
 
     let ready = caches.clone();
     let run = controller
-        .owns_stream(network_policy_stream)
+        // Controller::owns assumes the owner lives in the child's namespace, which is wrong
+        // for a cluster-scoped policy, so the owner references are mapped here.
+        .watches_stream(network_policy_stream, |object: NetworkPolicy| {
+            owning_policies(&object)
+        })
         // Any namespace change may change which namespaces a policy governs.
         .watches_stream(namespace_stream, move |_| {
             all_policies

@@ -25,7 +25,7 @@ use super::status::write_policy_status;
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "securitypolicy";
 
-/// What one reconcile found and did, for status and Events.
+/// Findings and actions of one reconcile, for status and Events.
 struct Outcome {
     governed: Vec<String>,
     desired_count: usize,
@@ -81,6 +81,14 @@ async fn reconcile_inner(policy: &MediaNestSecurityPolicy, ctx: &Context) -> Res
     let desired_count = desired.len();
     let plan = diff::plan(desired, ctx.owned_network_policies(&uid));
     let plan = confirm_plan(ctx, plan, &uid).await?;
+    tracing::debug!(
+        policy = %name,
+        create = plan.create.len(),
+        update = plan.update.len(),
+        delete = plan.delete.len(),
+        unchanged = plan.unchanged,
+        "Planned NetworkPolicies"
+    );
 
     let previous_hash = policy
         .status
@@ -490,7 +498,7 @@ fn state_hash(desired: &[NetworkPolicy]) -> String {
     hex_digest(text.as_bytes())[..16].to_string()
 }
 
-/// The current time, truncated to the second precision the API server stores.
+/// Returns the current time, truncated to the second precision the API server stores.
 fn now() -> Timestamp {
     let now = Timestamp::now();
     Timestamp::from_second(now.as_second()).unwrap_or(now)

@@ -1,8 +1,8 @@
 //! The network compiler: NetworkPolicies from the `network` section of a policy.
 //!
-//! For every governed namespace it emits a default deny, DNS egress, one policy per zone that
-//! holds both what the zone accepts and the egress its pods need towards the zones that accept
-//! them, the monitoring scrape paths and the extra egress rules. Every generated policy lists
+//! For every governed namespace it emits a default deny, DNS egress, the monitoring scrape paths,
+//! the extra egress rules, and one policy per zone. A zone's policy contains both what the zone
+//! accepts and the egress its pods need towards the zones that accept them. Every generated policy lists
 //! exactly the policyTypes whose sections it contains.
 
 use std::collections::BTreeMap;
@@ -22,7 +22,7 @@ use super::names::{MAX_SUBDOMAIN_NAME, generated_labels, hex_digest, object_name
 use super::namespaces::{NAMESPACE_NAME_LABEL, NamespaceInfo};
 use super::selector;
 
-/// What the compiler needs to know about the policy it compiles.
+/// Identity of the policy being compiled.
 #[derive(Clone, Debug)]
 pub struct PolicyRef<'a> {
     /// metadata.name of the MediaNestSecurityPolicy.
@@ -100,7 +100,7 @@ impl<'a> ZoneIndex<'a> {
         self.namespaces.get(zone).map(Vec::as_slice).unwrap_or(&[])
     }
 
-    /// The peer that matches the pods of `zone` in all of its namespaces, if it has any.
+    /// Builds the peer that matches the pods of `zone` in all of its namespaces, if it has any.
     fn peer(&self, zone: &Zone) -> Option<NetworkPolicyPeer> {
         let namespaces = self.namespaces(&zone.name);
         if namespaces.is_empty() {
@@ -486,7 +486,7 @@ fn convert_ports(ports: &[PortSpec]) -> Option<Vec<NetworkPolicyPort>> {
     )
 }
 
-/// A namespace selector that matches exactly the named namespaces.
+/// Builds a namespace selector that matches exactly the named namespaces.
 fn names_selector(names: &[&str]) -> LabelSelector {
     let mut values: Vec<String> = names.iter().map(|name| name.to_string()).collect();
     values.sort();

@@ -52,16 +52,15 @@ impl FieldErrors {
 
     fn selector(&mut self, selector: &LabelSelector, field: &str) {
         if let Err(error) = selector::validate(selector, field) {
-            // The selector error already starts with the field path.
-            self.0.push(FieldError {
-                field: field.to_string(),
-                message: error.to_string(),
-            });
+            // The selector error starts with the full path of the bad key or value.
+            let text = error.to_string();
+            let (path, message) = text.split_once(": ").unwrap_or((field, text.as_str()));
+            self.push(path, message);
         }
     }
 }
 
-/// Longest policy name, since it is written as a label value on generated objects.
+/// Maximum length of a policy name, since it is written as a label value on generated objects.
 pub const MAX_POLICY_NAME: usize = 63;
 
 /// Checks `spec` of the policy named `name`.
@@ -318,5 +317,133 @@ fn check_dns_label(value: &str, max: usize, field: &str, errors: &mut FieldError
             field,
             format!("{value:?} must be a DNS label: at most {max} lowercase letters, digits and hyphens, starting and ending with a letter or digit"),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::MediaNestSecurityPolicy;
+
+    fn policy(network: &str) -> MediaNestSecurityPolicy {
+        let text = format!(
+            "apiVersion: security.medianest.io/v1alpha1\nkind: MediaNestSecurityPolicy\nmetadata: {{name: p}}\nspec:\n  namespaceSelector: {{}}\n  network:\n{network}\n"
+        );
+        serde_yaml::from_str(&text).unwrap()
+    }
+
+    fn errors(network: &str) -> Vec<FieldError> {
+        let policy = policy(network);
+        match validate_policy("p", &policy.spec) {
+            Ok(()) => Vec::new(),
+            Err(errors) => errors.0,
+        }
+    }
+
+    #[test]
+    fn example_is_valid() {
+        let example: MediaNestSecurityPolicy =
+            serde_yaml::from_str(include_str!("../../manifests/examples/policy.yaml")).unwrap();
+        assert_eq!(validate_policy("medianest", &example.spec), Ok(()));
+    }
+
+    #[test]
+    fn bad_input_names_field_and_value() {
+        let rule = "spec.network.zones[0].ingress[0]";
+        let cases: Vec<(&str, String, &str)> = vec![
+            (
+                "    zones: [{name: a, podSelector: {}, ingress: [{from: [{zone: b}]}]}]",
+                format!("{rule}.from[0].zone"),
+                "zone \"b\" is not defined",
+            ),
+            (
+                "    zones: [{name: a, podSelector: {}}, {name: a, podSelector: {}}]",
+                "spec.network.zones[1].name".into(),
+                "duplicate zone name \"a\"",
+            ),
+            (
+                "    zones: [{name: a, podSelector: {}, ingress: [{from: [{anywhere: true}], ports: [{port: 0}]}]}]",
+                format!("{rule}.ports[0].port"),
+                "port 0 is out of range",
+            ),
+            (
+                "    zones: [{name: a, podSelector: {}, ingress: [{from: [{anywhere: true}], ports: [{port: \"12-34\"}]}]}]",
+                format!("{rule}.ports[0].port"),
+                "\"12-34\" is not a valid port name",
+            ),
+            (
+                "    zones: [{name: a, podSelector: {}, ingress: [{from: [{anywhere: true}], ports: [{port: 90, endPort: 80}]}]}]",
+                format!("{rule}.ports[0].endPort"),
+                "endPort 80 must be at least port 90",
+            ),
+            (
+                "    zones: [{name: a, podSelector: {}, ingress: [{from: [{cidr: 10.0.0.0/8, except: [11.0.0.0/8]}]}]}]",
+                format!("{rule}.from[0].except[0]"),
+                "must be a valid CIDR inside 10.0.0.0/8",
+            ),
+            (
+                "    zones: [{name: a, podSelector: {}, ingress: [{from: [{cidr: 300.0.0.0/8}]}]}]",
+                format!("{rule}.from[0].cidr"),
+                "\"300.0.0.0/8\" is not a valid CIDR",
+            ),
+            (
+                "    zones: [{name: a, podSelector: {matchLabels: {app: -x}}}]",
+                "spec.network.zones[0].podSelector.matchLabels[\"app\"]".into(),
+                "invalid label value \"-x\"",
+            ),
+            (
+                "    zones: [{name: a, podSelector: {matchExpressions: [{key: app, operator: In}]}}]",
+                "spec.network.zones[0].podSelector.matchExpressions[0].values".into(),
+                "In",
+            ),
+            (
+                "    egress: [{name: x, to: [{zone: a}]}]",
+                "spec.network.egress[0].to[0].zone".into(),
+                "egress destinations cannot name a zone",
+            ),
+            (
+                "    zones: [{name: a, podSelector: {}, ingress: [{from: [{anywhere: true, zone: a}]}]}]",
+                format!("{rule}.from[0]"),
+                "set exactly one of",
+            ),
+        ];
+        for (network, field, fragment) in cases {
+            let found = errors(network);
+            let error = found
+                .iter()
+                .find(|error| error.field == field)
+                .unwrap_or_else(|| panic!("no error on {field} for {network}: {found:?}"));
+            assert!(
+                error.message.contains(fragment),
+                "{field}: {}",
+                error.message
+            );
+        }
+    }
+
+    #[test]
+    fn long_policy_name_rejected() {
+        let spec = policy("    zones: []").spec;
+        let error = validate_policy(&"p".repeat(64), &spec).unwrap_err();
+        assert_eq!(error.0[0].field, "metadata.name");
+    }
+
+    #[test]
+    fn port_names_follow_container_rules() {
+        for valid in ["http", "metrics", "h2c", "grpc-web", "a"] {
+            assert!(is_port_name(valid), "{valid}");
+        }
+        for invalid in [
+            "",
+            "HTTP",
+            "1234",
+            "-http",
+            "http-",
+            "a--b",
+            "sixteen-chars-xx",
+            "web_port",
+        ] {
+            assert!(!is_port_name(invalid), "{invalid}");
+        }
     }
 }

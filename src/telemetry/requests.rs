@@ -4,14 +4,15 @@
 //! operator itself wrote. This count can: a resync that changes nothing must leave the count
 //! of mutating requests where it was.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use http::{Method, Request};
 use tower::{Layer, Service};
 
-/// Counts of requests sent, shared between the client and whoever reads them.
+/// Counts of requests sent, shared between the client and the code that reads them.
 #[derive(Clone, Debug, Default)]
 pub struct RequestCounter {
     inner: Arc<Counts>,
@@ -21,6 +22,7 @@ pub struct RequestCounter {
 struct Counts {
     reads: AtomicU64,
     mutating: AtomicU64,
+    mutating_by_resource: Mutex<BTreeMap<String, u64>>,
 }
 
 impl RequestCounter {
@@ -34,13 +36,62 @@ impl RequestCounter {
         self.inner.reads.load(Ordering::Relaxed)
     }
 
-    fn record(&self, method: &Method) {
-        let counter = if is_mutating(method) {
-            &self.inner.mutating
-        } else {
-            &self.inner.reads
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+    /// Mutating requests to one resource, such as `networkpolicies` or
+    /// `medianestsecuritypolicies/status`.
+    pub fn mutating_for(&self, resource: &str) -> u64 {
+        let counts = self
+            .inner
+            .mutating_by_resource
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        counts.get(resource).copied().unwrap_or(0)
+    }
+
+    fn record(&self, method: &Method, path: &str) {
+        if !is_mutating(method) {
+            self.inner.reads.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.inner.mutating.fetch_add(1, Ordering::Relaxed);
+        let mut counts = self
+            .inner
+            .mutating_by_resource
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *counts.entry(resource_of(path)).or_insert(0) += 1;
+    }
+}
+
+/// Extracts the resource (and subresource) from an API path: `networkpolicies` from
+/// `/apis/networking.k8s.io/v1/namespaces/a/networkpolicies/b`, `namespaces` from
+/// `/api/v1/namespaces/a`, `medianestsecuritypolicies/status` from a status path.
+pub fn resource_of(path: &str) -> String {
+    let segments: Vec<&str> = path
+        .split('?')
+        .next()
+        .unwrap_or("")
+        .split('/')
+        .filter(|segment| !segment.is_empty())
+        .collect();
+    // Skip "api/VERSION" or "apis/GROUP/VERSION".
+    let rest = match segments.first() {
+        Some(&"api") => segments.get(2..),
+        Some(&"apis") => segments.get(3..),
+        _ => None,
+    };
+    let Some(rest) = rest else {
+        return String::new();
+    };
+    // A namespaced path is "namespaces/NAME/RESOURCE/..."; "namespaces/NAME" alone is a
+    // Namespace itself.
+    let rest = match rest {
+        ["namespaces", _, resource @ ..] if !resource.is_empty() => resource,
+        other => other,
+    };
+    match rest {
+        [resource, _name, subresource, ..] => format!("{resource}/{subresource}"),
+        [resource, ..] => resource.to_string(),
+        [] => String::new(),
     }
 }
 
@@ -98,7 +149,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        self.counter.record(request.method());
+        self.counter.record(request.method(), request.uri().path());
         if let Some(metrics) = &self.metrics {
             metrics.record_api_request(request.method());
         }
@@ -121,12 +172,46 @@ mod tests {
     }
 
     #[test]
+    fn resource_extracted_from_path() {
+        let cases = [
+            (
+                "/apis/networking.k8s.io/v1/namespaces/a/networkpolicies/b",
+                "networkpolicies",
+            ),
+            (
+                "/apis/networking.k8s.io/v1/namespaces/a/networkpolicies?fieldManager=x",
+                "networkpolicies",
+            ),
+            ("/api/v1/namespaces/a", "namespaces"),
+            ("/api/v1/namespaces", "namespaces"),
+            ("/api/v1/namespaces/a/secrets/s", "secrets"),
+            (
+                "/apis/security.medianest.io/v1alpha1/medianestsecuritypolicies/p/status",
+                "medianestsecuritypolicies/status",
+            ),
+            ("/apis/events.k8s.io/v1/namespaces/default/events", "events"),
+            ("/version", ""),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(resource_of(path), expected, "{path}");
+        }
+    }
+
+    #[test]
     fn counter_records_by_class() {
         let counter = RequestCounter::default();
-        counter.record(&Method::GET);
-        counter.record(&Method::PATCH);
-        counter.record(&Method::PATCH);
+        counter.record(&Method::GET, "/api/v1/namespaces");
+        counter.record(
+            &Method::PATCH,
+            "/apis/networking.k8s.io/v1/namespaces/a/networkpolicies/b",
+        );
+        counter.record(
+            &Method::PATCH,
+            "/apis/networking.k8s.io/v1/namespaces/a/networkpolicies/c",
+        );
         assert_eq!(counter.reads(), 1);
         assert_eq!(counter.mutating(), 2);
+        assert_eq!(counter.mutating_for("networkpolicies"), 2);
+        assert_eq!(counter.mutating_for("namespaces"), 0);
     }
 }

@@ -49,7 +49,7 @@ pub async fn kube_config() -> Config {
         .unwrap_or_else(|error| panic!("failed to load KUBECONFIG {path}: {error}"))
 }
 
-/// A client for the test itself, separate from the operator's counted client.
+/// Builds a client for the test itself, separate from the operator's counted client.
 pub async fn client() -> Client {
     let client = Client::try_from(kube_config().await).expect("client from KUBECONFIG");
     let version = client.apiserver_version().await.unwrap_or_else(|error| {

@@ -74,7 +74,7 @@ fn find<'a>(policies: &'a [NetworkPolicy], namespace: &str, name: &str) -> &'a N
         .unwrap_or_else(|| panic!("no NetworkPolicy {namespace}/{name}"))
 }
 
-/// The example cluster as the evaluator sees it: one pod per role.
+/// Builds the example cluster for the evaluator: one pod per role.
 fn example_cluster() -> Cluster {
     let namespaces = example_namespaces()
         .into_iter()
@@ -156,7 +156,8 @@ fn policy_types_match_sections() {
         let has_egress = spec.egress.as_ref().is_some_and(|rules| !rules.is_empty());
         if name.ends_with("default-deny") {
             assert_eq!(types, ["Ingress", "Egress"], "{name}");
-            assert!(!has_ingress && !has_egress, "{name} must have no rules");
+            assert!(!has_ingress, "{name} must have no ingress rules");
+            assert!(!has_egress, "{name} must have no egress rules");
             continue;
         }
         assert_eq!(
@@ -342,7 +343,7 @@ fn named_ports_stay_names() {
 #[test]
 fn zone_reverse_path_not_opened() {
     let policies = compile_policy(&example_policy(), &example_namespaces());
-    // The app zone's policy holds its ingress (from dmz) and egress (to database) only.
+    // The app zone's policy contains its ingress (from dmz) and egress (to database) only.
     let app = find(&policies, "medianest-app", "mn-medianest-zone-app");
     let spec = app.spec.as_ref().unwrap();
     assert_eq!(spec.policy_types.clone().unwrap(), ["Ingress", "Egress"]);
