@@ -7,6 +7,8 @@ use k8s_openapi::jiff::Timestamp;
 pub const READY: &str = "Ready";
 /// The generated NetworkPolicies match the spec.
 pub const NETWORK_READY: &str = "NetworkReady";
+/// The selected workloads are hardened and the namespaces carry their Pod Security labels.
+pub const WORKLOADS_READY: &str = "WorkloadsReady";
 
 /// Reasons, in CamelCase as the API conventions ask.
 pub mod reason {
@@ -20,8 +22,14 @@ pub mod reason {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// Writing a generated object failed.
     pub const APPLY_FAILED: &str = "ApplyFailed";
-    /// The network section has nothing to generate.
+    /// The section is not set, so there is nothing to do.
     pub const DISABLED: &str = "Disabled";
+    /// A workload's hardened fields are owned by another field manager.
+    pub const CONFLICT: &str = "Conflict";
+    /// Hardening waits for earlier rollouts to finish.
+    pub const ROLLOUT_PENDING: &str = "RolloutPending";
+    /// Jobs or bare Pods break the hardening and cannot be changed.
+    pub const VIOLATIONS: &str = "Violations";
 }
 
 /// Status of a condition, as the API spells it.

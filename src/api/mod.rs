@@ -4,6 +4,7 @@ pub mod condition;
 pub mod duration;
 pub mod policy;
 pub mod rotation;
+pub mod workloads;
 
 pub use duration::Duration;
 pub use policy::{

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
+use super::workloads::WorkloadsSpec;
+
 /// Declares which namespaces are governed and how their pods are isolated on the network.
 ///
 /// The operator turns one policy into NetworkPolicies in every governed namespace and keeps
@@ -31,6 +33,9 @@ use std::collections::BTreeMap;
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Namespaces", type_ = "integer", json_path = ".status.governedNamespaceCount"),
     printcolumn(name = "NetworkPolicies", type_ = "integer", json_path = ".status.networkPolicyCount"),
+    printcolumn(name = "Hardened", type_ = "integer", json_path = ".status.hardenedWorkloads"),
+    printcolumn(name = "Exempted", type_ = "integer", priority = 1, json_path = ".status.exemptedWorkloads"),
+    printcolumn(name = "NonCompliant", type_ = "integer", json_path = ".status.nonCompliantWorkloads"),
     printcolumn(name = "Drift", type_ = "integer", priority = 1, json_path = ".status.driftCorrections"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     validation = kube::core::Rule::new("size(self.metadata.name) <= 63")
@@ -59,6 +64,11 @@ pub struct MediaNestSecurityPolicySpec {
     /// Network segmentation of the governed namespaces.
     #[serde(default)]
     pub network: NetworkSpec,
+
+    /// Hardening of the workloads in the governed namespaces and the Pod Security Admission
+    /// labels of those namespaces. Workloads are left as they are when this is unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workloads: Option<WorkloadsSpec>,
 }
 
 /// Whether a policy writes what it generates or only reports it.
@@ -437,6 +447,67 @@ pub struct MediaNestSecurityPolicyStatus {
     /// In Audit mode, the changes that Enforce would make.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending_changes: Vec<PendingChange>,
+
+    /// Number of selected workloads whose pod template is hardened.
+    #[serde(default)]
+    pub hardened_workloads: i32,
+
+    /// Number of selected workloads hardened with an exemption.
+    #[serde(default)]
+    pub exempted_workloads: i32,
+
+    /// Number of selected workloads, Jobs and bare Pods that are not hardened: in Audit
+    /// mode, waiting for a rollout slot, in conflict with another field manager, or unable
+    /// to change.
+    #[serde(default)]
+    pub non_compliant_workloads: i32,
+
+    /// The workloads that need attention: not compliant, exempted, or whose pods the Pod
+    /// Security Admission level would reject. At most 100 entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<WorkloadReport>,
+
+    /// Namespaces whose pod-security.kubernetes.io/enforce label is below this policy's
+    /// level, because an exemption needs more than the level permits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pod_security_exceptions: Vec<PodSecurityException>,
+
+    /// Other policies that select some of the same workloads or namespaces. Their settings
+    /// are merged, the strictest value winning.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overlapping_policies: Vec<String>,
+}
+
+/// A workload and what the hardening found for it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadReport {
+    /// Kind: Deployment, StatefulSet, DaemonSet, CronJob, Job or Pod.
+    pub kind: String,
+    /// Namespace of the workload.
+    pub namespace: String,
+    /// Name of the workload.
+    pub name: String,
+    /// NonCompliant, Exempted, Conflict, Pending, Violation or Rejected.
+    pub state: String,
+    /// Fields that would change, as path: current -> hardened. At most 20.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<String>,
+    /// Reasons of the exemptions that apply, or what blocks the hardening.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// A namespace whose enforce level was lowered for an exemption.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSecurityException {
+    /// Namespace of the label.
+    pub namespace: String,
+    /// The enforce level written.
+    pub enforce: String,
+    /// The workloads that need it.
+    pub reason: String,
 }
 
 /// A change that Enforce mode would make to a generated object.

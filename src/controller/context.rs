@@ -4,17 +4,27 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Namespace;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::Api;
 use kube::Client;
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
+use crate::api::MediaNestSecurityPolicy;
+use crate::policy::hardening::WorkloadId;
 use crate::policy::names::MANAGER;
 use crate::policy::namespaces::NamespaceInfo;
 use crate::telemetry::Metrics;
+
+use super::rollouts::RolloutLimiter;
+use super::workload::Workload;
 
 /// Settings of a running operator.
 #[derive(Clone, Debug)]
@@ -27,6 +37,17 @@ pub struct Settings {
     pub policy_selector: Option<String>,
 }
 
+/// Caches of the objects the workloads step reads.
+#[derive(Clone)]
+pub struct WorkloadStores {
+    pub deployments: Store<Deployment>,
+    pub stateful_sets: Store<StatefulSet>,
+    pub daemon_sets: Store<DaemonSet>,
+    pub cron_jobs: Store<CronJob>,
+    pub jobs: Store<Job>,
+    pub pods: Store<PartialObjectMeta<Pod>>,
+}
+
 /// Everything a reconcile needs besides the object itself.
 pub struct Context {
     pub client: Client,
@@ -34,8 +55,14 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     pub network_policies: Store<NetworkPolicy>,
+    pub policies: Store<MediaNestSecurityPolicy>,
+    pub workloads: WorkloadStores,
+    pub rollouts: RolloutLimiter,
     recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
+    /// Specs of bare Pods by uid, read once each: the Pod cache holds metadata only, and a
+    /// Pod's spec does not change in the ways hardening checks.
+    bare_pods: Mutex<HashMap<String, Arc<Pod>>>,
 }
 
 impl Context {
@@ -45,6 +72,8 @@ impl Context {
         metrics: Arc<Metrics>,
         namespaces: Store<PartialObjectMeta<Namespace>>,
         network_policies: Store<NetworkPolicy>,
+        policies: Store<MediaNestSecurityPolicy>,
+        workloads: WorkloadStores,
     ) -> Self {
         let reporter = Reporter {
             controller: MANAGER.to_string(),
@@ -57,8 +86,140 @@ impl Context {
             metrics,
             namespaces,
             network_policies,
+            policies,
+            workloads,
+            rollouts: RolloutLimiter::default(),
             failures: Mutex::new(HashMap::new()),
+            bare_pods: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The cached workloads of the hardened kinds in `namespaces`.
+    pub fn workloads_in(&self, namespaces: &[String]) -> Vec<Workload> {
+        let within = |namespace: Option<String>| {
+            namespace.is_some_and(|namespace| namespaces.contains(&namespace))
+        };
+        let stores = &self.workloads;
+        let mut found: Vec<Workload> = Vec::new();
+        found.extend(
+            stores
+                .deployments
+                .state()
+                .into_iter()
+                .filter(|o| within(o.namespace()))
+                .map(Workload::Deployment),
+        );
+        found.extend(
+            stores
+                .stateful_sets
+                .state()
+                .into_iter()
+                .filter(|o| within(o.namespace()))
+                .map(Workload::StatefulSet),
+        );
+        found.extend(
+            stores
+                .daemon_sets
+                .state()
+                .into_iter()
+                .filter(|o| within(o.namespace()))
+                .map(Workload::DaemonSet),
+        );
+        found.extend(
+            stores
+                .cron_jobs
+                .state()
+                .into_iter()
+                .filter(|o| within(o.namespace()))
+                .map(Workload::CronJob),
+        );
+        found.sort_by_key(|workload| workload.id());
+        found
+    }
+
+    /// The cached Jobs in `namespaces`.
+    pub fn jobs_in(&self, namespaces: &[String]) -> Vec<Arc<Job>> {
+        let mut jobs: Vec<Arc<Job>> = self
+            .workloads
+            .jobs
+            .state()
+            .into_iter()
+            .filter(|job| {
+                job.namespace()
+                    .is_some_and(|namespace| namespaces.contains(&namespace))
+            })
+            .collect();
+        jobs.sort_by_key(|job| (job.namespace(), job.name_any()));
+        jobs
+    }
+
+    /// The Pods in `namespaces` that no controller owns, with their specs. Each Pod's spec is
+    /// read from the API server the first time it is seen.
+    pub async fn bare_pods_in(&self, namespaces: &[String]) -> Vec<Arc<Pod>> {
+        let mut pods = Vec::new();
+        for meta in self.workloads.pods.state() {
+            let namespace = meta.namespace().unwrap_or_default();
+            if !namespaces.contains(&namespace) || !meta.owner_references().is_empty() {
+                continue;
+            }
+            let uid = meta.uid().unwrap_or_default();
+            let cached = {
+                let bare_pods = self
+                    .bare_pods
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                bare_pods.get(&uid).cloned()
+            };
+            let pod = match cached {
+                Some(pod) => pod,
+                None => match Api::<Pod>::namespaced(self.client.clone(), &namespace)
+                    .get_opt(&meta.name_any())
+                    .await
+                {
+                    Ok(Some(pod)) => {
+                        let pod = Arc::new(pod);
+                        let mut bare_pods = self
+                            .bare_pods
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner());
+                        bare_pods.insert(uid, pod.clone());
+                        pod
+                    }
+                    Ok(None) => continue,
+                    Err(error) => {
+                        tracing::warn!(namespace, pod = meta.name_any(), error = %error, "Failed to read a bare Pod");
+                        continue;
+                    }
+                },
+            };
+            pods.push(pod);
+        }
+        pods.sort_by_key(|pod| (pod.namespace(), pod.name_any()));
+        pods
+    }
+
+    /// Returns whether `id` has rolled out the template at `generation` or later.
+    pub fn rolled_out(&self, id: &WorkloadId, generation: i64) -> bool {
+        self.workloads_in(std::slice::from_ref(&id.namespace))
+            .into_iter()
+            .find(|workload| workload.id() == *id)
+            .is_none_or(|workload| workload.generation() >= generation && workload.rolled_out())
+    }
+
+    /// Labels of a cached namespace.
+    pub fn namespace_labels(&self, name: &str) -> BTreeMap<String, String> {
+        self.namespaces
+            .get(&ObjectRef::new(name))
+            .map(|namespace| namespace.labels().clone())
+            .unwrap_or_default()
+    }
+
+    /// Annotations of a cached namespace.
+    pub fn namespace_annotations(&self, name: &str) -> BTreeMap<String, String> {
+        self.namespaces
+            .get(&ObjectRef::new(name))
+            .map(|namespace| namespace.annotations().clone())
+            .unwrap_or_default()
     }
 
     /// The namespaces in the cache, with their labels.

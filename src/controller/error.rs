@@ -27,6 +27,20 @@ pub enum Error {
         source: kube::Error,
     },
 
+    #[error("failed to apply the hardening of {workload}")]
+    ApplyWorkload {
+        workload: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("failed to write the Pod Security labels of namespace {namespace}")]
+    ApplyNamespaceLabels {
+        namespace: String,
+        #[source]
+        source: kube::Error,
+    },
+
     #[error("failed to write the status of {kind} {name}")]
     PatchStatus {
         kind: &'static str,
@@ -50,6 +64,8 @@ impl Error {
             Error::DeleteNetworkPolicy { .. } => "DeleteNetworkPolicyFailed",
             Error::ReadNetworkPolicy { .. } => "ReadNetworkPolicyFailed",
             Error::PatchStatus { .. } => "PatchStatusFailed",
+            Error::ApplyWorkload { .. } => "ApplyWorkloadFailed",
+            Error::ApplyNamespaceLabels { .. } => "ApplyNamespaceLabelsFailed",
             Error::MissingField { .. } => "InvalidObject",
         }
     }
@@ -61,6 +77,8 @@ impl Error {
             Error::ApplyNetworkPolicy { source, .. }
             | Error::DeleteNetworkPolicy { source, .. }
             | Error::ReadNetworkPolicy { source, .. }
+            | Error::ApplyWorkload { source, .. }
+            | Error::ApplyNamespaceLabels { source, .. }
             | Error::PatchStatus { source, .. } => source,
             Error::MissingField { .. } => return true,
         };

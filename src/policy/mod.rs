@@ -5,8 +5,11 @@
 
 pub mod connectivity;
 pub mod diff;
+pub mod hardening;
 pub mod names;
 pub mod namespaces;
 pub mod network;
+pub mod podsecurity;
 pub mod selector;
 pub mod validate;
+pub mod workloads;

@@ -75,6 +75,7 @@ mod tests {
                 .map(|name| ProtectedNamespaceName(name.to_string()))
                 .collect(),
             network: Default::default(),
+            workloads: None,
         }
     }
 

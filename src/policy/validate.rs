@@ -12,7 +12,12 @@ use ipnet::IpNet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
 use crate::api::policy::{MediaNestSecurityPolicySpec, NetworkSpec, Peer, PortSpec};
+use crate::api::workloads::WorkloadsSpec;
+
+use super::hardening::parse_quantity;
 
 use super::selector;
 
@@ -78,6 +83,9 @@ pub fn validate_policy(name: &str, spec: &MediaNestSecurityPolicySpec) -> Result
     }
     errors.selector(&spec.namespace_selector, "spec.namespaceSelector");
     validate_network(&spec.network, &mut errors);
+    if let Some(workloads) = &spec.workloads {
+        validate_workloads(workloads, &mut errors);
+    }
 
     if errors.0.is_empty() {
         Ok(())
@@ -192,6 +200,100 @@ fn validate_network(network: &NetworkSpec, errors: &mut FieldErrors) {
             validate_peer(peer, &peer_field, errors);
         }
         validate_ports(&rule.ports, &format!("{field}.ports"), errors);
+    }
+}
+
+fn validate_workloads(workloads: &WorkloadsSpec, errors: &mut FieldErrors) {
+    let field = "spec.workloads";
+    if let Some(selector) = &workloads.selector {
+        errors.selector(selector, &format!("{field}.selector"));
+    }
+    let range = workloads.uid_range;
+    if range.min < 1 || range.min > range.max {
+        errors.push(
+            format!("{field}.uidRange"),
+            format!(
+                "range {}-{} is invalid: min must be at least 1 and not above max",
+                range.min, range.max
+            ),
+        );
+    }
+    for (index, path) in workloads.writable_paths.iter().enumerate() {
+        if !path.path.starts_with('/') || path.path.ends_with('/') || path.path.contains(':') {
+            errors.push(
+                format!("{field}.writablePaths[{index}].path"),
+                format!(
+                    "{:?} must be an absolute path without a trailing slash or colon, such as /tmp",
+                    path.path
+                ),
+            );
+        }
+        if let Some(limit) = &path.size_limit {
+            check_quantity(
+                limit,
+                &format!("{field}.writablePaths[{index}].sizeLimit"),
+                errors,
+            );
+        }
+    }
+    for (name, quantity) in &workloads.default_resources.requests {
+        check_quantity(
+            quantity,
+            &format!("{field}.defaultResources.requests[{name:?}]"),
+            errors,
+        );
+    }
+    for (name, quantity) in &workloads.default_resources.limits {
+        check_quantity(
+            quantity,
+            &format!("{field}.defaultResources.limits[{name:?}]"),
+            errors,
+        );
+    }
+    if let Err(error) = workloads.rollout.timeout.parse() {
+        errors.push(format!("{field}.rollout.timeout"), error.to_string());
+    }
+    for (index, exemption) in workloads.exemptions.iter().enumerate() {
+        let exemption_field = format!("{field}.exemptions[{index}]");
+        if exemption.reason.trim().is_empty() {
+            errors.push(format!("{exemption_field}.reason"), "a reason is required");
+        }
+        let relaxes = !exemption.add_capabilities.is_empty()
+            || exemption.allow_privilege_escalation
+            || exemption.writable_root_filesystem
+            || exemption.run_as_root;
+        if !relaxes {
+            errors.push(
+                exemption_field.clone(),
+                "an exemption must relax something: addCapabilities, allowPrivilegeEscalation, writableRootFilesystem or runAsRoot",
+            );
+        }
+        for (cap_index, capability) in exemption.add_capabilities.iter().enumerate() {
+            let valid = capability.starts_with(|c: char| c.is_ascii_uppercase())
+                && capability
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+                && !capability.starts_with("CAP_");
+            if !valid {
+                errors.push(
+                    format!("{exemption_field}.addCapabilities[{cap_index}]"),
+                    format!("{capability:?} is not a capability name; write it in capitals without CAP_, such as NET_BIND_SERVICE"),
+                );
+            }
+        }
+    }
+}
+
+fn check_quantity(quantity: &Quantity, field: &str, errors: &mut FieldErrors) {
+    match parse_quantity(quantity) {
+        Some(value) if value > 0.0 => {}
+        _ => errors.push(
+            field,
+            format!(
+                "{:?} is not a positive quantity; use a value such as 500m, 2 or 256Mi",
+                quantity.0
+            ),
+        ),
     }
 }
 
@@ -417,6 +519,27 @@ mod tests {
                 error.message.contains(fragment),
                 "{field}: {}",
                 error.message
+            );
+        }
+    }
+
+    #[test]
+    fn workloads_bad_input_named() {
+        let text = "apiVersion: security.medianest.io/v1alpha1\nkind: MediaNestSecurityPolicy\nmetadata: {name: p}\nspec:\n  namespaceSelector: {}\n  workloads:\n    uidRange: {min: 5, max: 1}\n    writablePaths: [{path: tmp}]\n    defaultResources: {limits: {memory: \"-1Gi\"}}\n    rollout: {timeout: soon}\n    exemptions: [{kind: Deployment, namespace: a, name: b, reason: \" \", addCapabilities: [CAP_NET_ADMIN]}]\n";
+        let policy: MediaNestSecurityPolicy = serde_yaml::from_str(text).unwrap();
+        let errors = validate_policy("p", &policy.spec).unwrap_err().0;
+        let fields: Vec<&str> = errors.iter().map(|error| error.field.as_str()).collect();
+        for expected in [
+            "spec.workloads.uidRange",
+            "spec.workloads.writablePaths[0].path",
+            "spec.workloads.defaultResources.limits[\"memory\"]",
+            "spec.workloads.rollout.timeout",
+            "spec.workloads.exemptions[0].reason",
+            "spec.workloads.exemptions[0].addCapabilities[0]",
+        ] {
+            assert!(
+                fields.contains(&expected),
+                "{expected} missing from {fields:?}"
             );
         }
     }
