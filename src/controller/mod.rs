@@ -24,6 +24,8 @@ use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use crate::api::MediaNestSecurityPolicy;
 use crate::policy::names::managed_selector;
@@ -43,10 +45,10 @@ pub struct Caches {
 impl Caches {
     /// Waits until every cache contains its first complete list.
     pub async fn wait_until_ready(&self) {
+        let stores = &self.workloads;
         let _ = self.namespaces.wait_until_ready().await;
         let _ = self.network_policies.wait_until_ready().await;
         let _ = self.policies.wait_until_ready().await;
-        let stores = &self.workloads;
         let _ = stores.deployments.wait_until_ready().await;
         let _ = stores.stateful_sets.wait_until_ready().await;
         let _ = stores.daemon_sets.wait_until_ready().await;
@@ -56,14 +58,20 @@ impl Caches {
     }
 }
 
-/// Starts a reflector for `api` and returns its cache and its stream of changed objects.
-fn reflect<K>(
+/// A request to reconcile one policy, sent by the tasks that keep the caches.
+type Trigger = ObjectRef<MediaNestSecurityPolicy>;
+
+/// Keeps a cache of `api` in its own task, and sends the policies `map` names for every
+/// changed object.
+///
+/// The task, not the controller, drives the watch, so a cache fills up even while every
+/// reconcile waits for it.
+fn spawn_cache<K>(
     api: Api<K>,
     config: watcher::Config,
-) -> (
-    reflector::Store<K>,
-    impl futures::Stream<Item = Result<K, watcher::Error>> + Send,
-)
+    triggers: mpsc::UnboundedSender<Trigger>,
+    map: impl Fn(&K) -> Vec<Trigger> + Send + 'static,
+) -> (reflector::Store<K>, JoinHandle<()>)
 where
     K: kube::Resource
         + Clone
@@ -75,15 +83,30 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (store, writer) = reflector::store();
-    let stream = watcher(api, config)
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects();
-    (store, stream)
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let task = tokio::spawn(
+        watcher(api, config)
+            .default_backoff()
+            .reflect(writer)
+            .touched_objects()
+            .for_each(move |result| {
+                match result {
+                    Ok(object) => {
+                        for trigger in map(&object) {
+                            // The receiver is gone only at shutdown.
+                            let _ = triggers.send(trigger);
+                        }
+                    }
+                    Err(error) => tracing::warn!(kind = %kind, error = %error, "Watch failed; retrying with backoff"),
+                }
+                std::future::ready(())
+            }),
+    );
+    (store, task)
 }
 
 /// References to the MediaNestSecurityPolicies that own `object`.
-fn owning_policies<K: kube::Resource>(object: &K) -> Vec<ObjectRef<MediaNestSecurityPolicy>> {
+fn owning_policies<K: kube::Resource>(object: &K) -> Vec<Trigger> {
     object
         .meta()
         .owner_references
@@ -105,20 +128,6 @@ pub fn controllers(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> (Caches, impl Future<Output = ()> + Send) {
-    let (namespaces, namespace_writer) = reflector::store();
-    let namespace_api = Api::<PartialObjectMeta<Namespace>>::all(client.clone());
-    let namespace_stream = watcher(namespace_api, watcher::Config::default())
-        .default_backoff()
-        .reflect(namespace_writer)
-        .touched_objects();
-
-    let (network_policies, network_policy_writer) = reflector::store();
-    let managed = watcher::Config::default().labels(&managed_selector());
-    let network_policy_stream = watcher(Api::<NetworkPolicy>::all(client.clone()), managed)
-        .default_backoff()
-        .reflect(network_policy_writer)
-        .touched_objects();
-
     let mut policy_watch = watcher::Config::default();
     if let Some(selector) = &settings.policy_selector {
         policy_watch = policy_watch.labels(selector);
@@ -128,17 +137,116 @@ pub fn controllers(
         policy_watch,
     );
     let policies = controller.store();
-    let all_policies = policies.clone();
 
+    // Every policy, for a namespace change; the hardening ones, for a workload change.
+    let all = {
+        let policies = policies.clone();
+        move || {
+            policies
+                .state()
+                .iter()
+                .map(|policy| ObjectRef::from_obj(policy.as_ref()))
+                .collect::<Vec<_>>()
+        }
+    };
+    let hardening = {
+        let policies = policies.clone();
+        move || {
+            policies
+                .state()
+                .iter()
+                .filter(|policy| policy.spec.workloads.is_some())
+                .map(|policy| ObjectRef::from_obj(policy.as_ref()))
+                .collect::<Vec<_>>()
+        }
+    };
+
+    let (tx, mut rx) = mpsc::unbounded_channel::<Trigger>();
     let config = watcher::Config::default;
-    let (deployments, deployment_stream) =
-        reflect(Api::<Deployment>::all(client.clone()), config());
-    let (stateful_sets, stateful_set_stream) =
-        reflect(Api::<StatefulSet>::all(client.clone()), config());
-    let (daemon_sets, daemon_set_stream) = reflect(Api::<DaemonSet>::all(client.clone()), config());
-    let (cron_jobs, cron_job_stream) = reflect(Api::<CronJob>::all(client.clone()), config());
-    let (jobs, job_stream) = reflect(Api::<Job>::all(client.clone()), config());
-    let (pods, pod_stream) = reflect(Api::<PartialObjectMeta<Pod>>::all(client.clone()), config());
+    let mut tasks = Vec::new();
+    let (namespaces, task) = spawn_cache(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        config(),
+        tx.clone(),
+        {
+            let all = all.clone();
+            move |_| all()
+        },
+    );
+    tasks.push(task);
+    let managed = config().labels(&managed_selector());
+    let (network_policies, task) = spawn_cache(
+        Api::<NetworkPolicy>::all(client.clone()),
+        managed,
+        tx.clone(),
+        owning_policies,
+    );
+    tasks.push(task);
+    // A workload change may be drift to revert, or the end of a rollout that frees a slot.
+    let (deployments, task) = spawn_cache(
+        Api::<Deployment>::all(client.clone()),
+        config(),
+        tx.clone(),
+        {
+            let hardening = hardening.clone();
+            move |_| hardening()
+        },
+    );
+    tasks.push(task);
+    let (stateful_sets, task) = spawn_cache(
+        Api::<StatefulSet>::all(client.clone()),
+        config(),
+        tx.clone(),
+        {
+            let hardening = hardening.clone();
+            move |_| hardening()
+        },
+    );
+    tasks.push(task);
+    let (daemon_sets, task) = spawn_cache(
+        Api::<DaemonSet>::all(client.clone()),
+        config(),
+        tx.clone(),
+        {
+            let hardening = hardening.clone();
+            move |_| hardening()
+        },
+    );
+    tasks.push(task);
+    let (cron_jobs, task) =
+        spawn_cache(Api::<CronJob>::all(client.clone()), config(), tx.clone(), {
+            let hardening = hardening.clone();
+            move |_| hardening()
+        });
+    tasks.push(task);
+    // Jobs and Pods that a controller owns follow a template that is checked on its own.
+    let (jobs, task) = spawn_cache(Api::<Job>::all(client.clone()), config(), tx.clone(), {
+        let hardening = hardening.clone();
+        move |job: &Job| {
+            if job.metadata.owner_references.is_none() {
+                hardening()
+            } else {
+                Vec::new()
+            }
+        }
+    });
+    tasks.push(task);
+    let (pods, task) = spawn_cache(
+        Api::<PartialObjectMeta<Pod>>::all(client.clone()),
+        config(),
+        tx,
+        {
+            move |pod: &PartialObjectMeta<Pod>| {
+                if pod.metadata.owner_references.is_none() {
+                    hardening()
+                } else {
+                    Vec::new()
+                }
+            }
+        },
+    );
+    tasks.push(task);
+
     let workloads = WorkloadStores {
         deployments,
         stateful_sets,
@@ -147,7 +255,6 @@ pub fn controllers(
         jobs,
         pods,
     };
-
     let context = Arc::new(Context::new(
         client,
         settings,
@@ -163,59 +270,11 @@ pub fn controllers(
         policies,
         workloads,
     };
-    let hardening_policies = {
-        let all_policies = all_policies.clone();
-        move || {
-            all_policies
-                .state()
-                .iter()
-                .filter(|policy| policy.spec.workloads.is_some())
-                .map(|policy| ObjectRef::from_obj(policy.as_ref()))
-                .collect::<Vec<_>>()
-        }
-    };
-    let on_workload = hardening_policies.clone();
-    let on_stateful_set = hardening_policies.clone();
-    let on_daemon_set = hardening_policies.clone();
-    let on_cron_job = hardening_policies.clone();
-    // Jobs and Pods that a controller owns follow a template checked on its own.
-    let on_job = hardening_policies.clone();
-    let on_pod = hardening_policies;
 
+    let triggers = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
     let ready = caches.clone();
     let run = controller
-        // Controller::owns assumes the owner lives in the child's namespace, which is wrong
-        // for a cluster-scoped policy, so the owner references are mapped here.
-        .watches_stream(network_policy_stream, |object: NetworkPolicy| {
-            owning_policies(&object)
-        })
-        // Any namespace change may change which namespaces a policy governs.
-        .watches_stream(namespace_stream, move |_| {
-            all_policies
-                .state()
-                .iter()
-                .map(|policy| ObjectRef::from_obj(policy.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        // A workload change may be drift to revert, or the end of a rollout that frees a slot.
-        .watches_stream(deployment_stream, move |_: Deployment| on_workload())
-        .watches_stream(stateful_set_stream, move |_: StatefulSet| on_stateful_set())
-        .watches_stream(daemon_set_stream, move |_: DaemonSet| on_daemon_set())
-        .watches_stream(cron_job_stream, move |_: CronJob| on_cron_job())
-        .watches_stream(job_stream, move |job: Job| {
-            if job.metadata.owner_references.is_none() {
-                on_job()
-            } else {
-                Vec::new()
-            }
-        })
-        .watches_stream(pod_stream, move |pod: PartialObjectMeta<Pod>| {
-            if pod.metadata.owner_references.is_none() {
-                on_pod()
-            } else {
-                Vec::new()
-            }
-        })
+        .reconcile_on(triggers)
         .graceful_shutdown_on(shutdown)
         .run(
             move |policy, ctx| {
@@ -235,6 +294,12 @@ pub fn controllers(
                 tracing::debug!(error = %error, "Controller event");
             }
         });
+    let run = async move {
+        run.await;
+        for task in tasks {
+            task.abort();
+        }
+    };
 
     (caches, run)
 }
