@@ -190,6 +190,12 @@ fn run(args: RunArgs) -> ExitCode {
 }
 
 async fn run_operator(args: RunArgs) -> Result<(), String> {
+    let listener = server::bind(args.listen).await.map_err(|error| {
+        format!(
+            "failed to listen on {} for probes and metrics: {error}",
+            args.listen
+        )
+    })?;
     let metrics = Arc::new(Metrics::new());
     let client = client::infer(RequestCounter::default(), Some(metrics.clone()))
         .await
@@ -213,8 +219,11 @@ async fn run_operator(args: RunArgs) -> Result<(), String> {
         metrics,
         ready: ready.clone(),
     };
-    let listen = args.listen;
-    let server = tokio::spawn(async move { server::serve(listen, server_state).await });
+    let server = tokio::spawn(async move {
+        if let Err(error) = server::serve(listener, server_state).await {
+            tracing::error!(error = %error, "Probe and metrics server stopped");
+        }
+    });
     tokio::spawn(async move {
         caches.wait_until_ready().await;
         ready.store(true, Ordering::Relaxed);

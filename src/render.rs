@@ -39,7 +39,8 @@ pub enum RenderError {
 #[derive(Debug)]
 pub struct FieldProblem {
     pub source_name: String,
-    pub index: usize,
+    /// Position of the document in its stream, from 1, with the item of a List.
+    pub index: String,
     pub kind: String,
     pub name: String,
     pub field: String,
@@ -86,7 +87,8 @@ pub fn parse(sources: &[Source]) -> Result<Input, Vec<RenderError>> {
                     break;
                 }
             };
-            if let Err(error) = parse_document(&source.name, index, value, &mut input) {
+            if let Err(error) = parse_document(&source.name, &index.to_string(), value, &mut input)
+            {
                 errors.push(error);
             }
         }
@@ -101,15 +103,15 @@ pub fn parse(sources: &[Source]) -> Result<Input, Vec<RenderError>> {
 
 fn parse_document(
     source_name: &str,
-    index: usize,
+    index: &str,
     value: Value,
     input: &mut Input,
 ) -> Result<(), RenderError> {
-    let kind = value
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let kind = match value.get("kind") {
+        Some(Value::String(kind)) => kind.clone(),
+        Some(_) => String::from("<invalid>"),
+        None => String::new(),
+    };
     let name = value
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -118,20 +120,38 @@ fn parse_document(
     let field_error = |field: String, message: String| {
         RenderError::Field(Box::new(FieldProblem {
             source_name: source_name.to_string(),
-            index,
+            index: index.to_string(),
             kind: kind.clone(),
             name: name.clone(),
             field,
             message,
         }))
     };
+    let api_version = value
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
 
     match kind.as_str() {
         "MediaNestSecurityPolicy" => {
-            let policy: MediaNestSecurityPolicy =
-                serde_path_to_error::deserialize(value).map_err(|error| {
-                    field_error(error.path().to_string(), error.inner().to_string())
-                })?;
+            expect_api_version(api_version, "security.medianest.io/v1alpha1")
+                .map_err(|message| field_error("apiVersion".into(), message))?;
+            check_name(&name, 253)
+                .map_err(|message| field_error("metadata.name".into(), message))?;
+            let policy: MediaNestSecurityPolicy = serde_path_to_error::deserialize(value.clone())
+                .map_err(|error| {
+                field_error(error.path().to_string(), error.inner().to_string())
+            })?;
+            let typed = serde_json::to_value(&policy).unwrap_or(Value::Null);
+            if let Some(unknown) = unknown_fields(&value, &typed, "")
+                .into_iter()
+                .find(|path| !path.starts_with("status"))
+            {
+                return Err(field_error(
+                    unknown,
+                    "unknown field; check its spelling against kubectl explain msp".into(),
+                ));
+            }
             if let Err(errors) = validate::validate_policy(&policy.name_any(), &policy.spec) {
                 let first = &errors.0[0];
                 let rest: Vec<String> = errors.0[1..].iter().map(ToString::to_string).collect();
@@ -144,6 +164,10 @@ fn parse_document(
             input.policies.push(policy);
         }
         "Namespace" => {
+            expect_api_version(api_version, "v1")
+                .map_err(|message| field_error("apiVersion".into(), message))?;
+            check_name(&name, 63)
+                .map_err(|message| field_error("metadata.name".into(), message))?;
             let namespace: Namespace =
                 serde_path_to_error::deserialize(value).map_err(|error| {
                     field_error(error.path().to_string(), error.inner().to_string())
@@ -153,15 +177,107 @@ fn parse_document(
                 namespace.labels().clone(),
             ));
         }
+        "List" => {
+            // `kubectl get -o yaml` prints several objects as one List.
+            let items = value
+                .get("items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for (position, item) in items.into_iter().enumerate() {
+                parse_document(
+                    source_name,
+                    &format!("{index}, items[{position}]"),
+                    item,
+                    input,
+                )?;
+            }
+        }
         "" => {
             return Err(field_error(
                 "kind".into(),
                 "missing; every document needs apiVersion and kind".into(),
             ));
         }
+        "<invalid>" => {
+            return Err(field_error(
+                "kind".into(),
+                "must be a string, such as Namespace".into(),
+            ));
+        }
         other => *input.skipped.entry(other.to_string()).or_insert(0) += 1,
     }
     Ok(())
+}
+
+fn expect_api_version(found: &str, expected: &str) -> Result<(), String> {
+    if found == expected {
+        Ok(())
+    } else if found.is_empty() {
+        Err(format!("missing; use {expected}"))
+    } else {
+        Err(format!("{found:?} is not served; use {expected}"))
+    }
+}
+
+/// Checks an object name as the API server would: lowercase letters, digits, '-' and '.',
+/// starting and ending with a letter or digit, at most `max` characters.
+fn check_name(name: &str, max: usize) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= max
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?} is not a valid name: use at most {max} lowercase letters, digits, '-' and '.', starting and ending with a letter or digit"
+        ))
+    }
+}
+
+/// Lists the paths of fields in `input` that the typed value dropped: fields the schema does
+/// not know, which the API server would reject. Empty values are ignored, because the typed
+/// value leaves out empty lists and maps.
+fn unknown_fields(input: &Value, typed: &Value, path: &str) -> Vec<String> {
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match (input, typed) {
+        (Value::Object(given), Value::Object(known)) => given
+            .iter()
+            .flat_map(|(key, value)| match known.get(key) {
+                Some(typed_value) => unknown_fields(value, typed_value, &join(key)),
+                None if is_empty(value) => Vec::new(),
+                None => vec![join(key)],
+            })
+            .collect(),
+        (Value::Array(given), Value::Array(known)) => given
+            .iter()
+            .zip(known)
+            .enumerate()
+            .flat_map(|(position, (value, typed_value))| {
+                unknown_fields(value, typed_value, &format!("{path}[{position}]"))
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Array(items) => items.is_empty(),
+        Value::Object(map) => map.is_empty(),
+        _ => false,
+    }
 }
 
 /// A note for standard error about input that produced nothing.
@@ -271,6 +387,63 @@ mod tests {
             .expect("invalid input");
         assert!(
             errors[0].to_string().contains("kind: missing"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn unknown_field_rejected() {
+        let text = "apiVersion: security.medianest.io/v1alpha1\nkind: MediaNestSecurityPolicy\nmetadata: {name: p}\nspec:\n  namespaceSelector: {}\n  network:\n    defaultDenyy: false\n";
+        let errors = parse(&source(text)).err().expect("invalid input");
+        let message = errors[0].to_string();
+        assert!(
+            message.contains("spec.network.defaultDenyy: unknown field"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn wrong_api_version_rejected() {
+        for (api_version, fragment) in [
+            ("", "apiVersion: missing"),
+            ("security.medianest.io/v1beta9", "is not served"),
+        ] {
+            let text = format!(
+                "apiVersion: {api_version:?}\nkind: MediaNestSecurityPolicy\nmetadata: {{name: p}}\nspec: {{namespaceSelector: {{}}}}\n"
+            );
+            let errors = parse(&source(&text)).err().expect("invalid input");
+            assert!(errors[0].to_string().contains(fragment), "{}", errors[0]);
+        }
+    }
+
+    #[test]
+    fn invalid_name_rejected() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: Bad_Name}\n";
+        let errors = parse(&source(text)).err().expect("invalid input");
+        assert!(
+            errors[0]
+                .to_string()
+                .contains("metadata.name: \"Bad_Name\" is not a valid name"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn list_items_parsed() {
+        let text = "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Namespace, metadata: {name: a}}\n- {apiVersion: v1, kind: Namespace, metadata: {name: b}}\n";
+        let input = parse(&source(text)).unwrap();
+        assert_eq!(input.namespaces.len(), 2);
+    }
+
+    #[test]
+    fn non_string_kind_rejected() {
+        let errors = parse(&source("apiVersion: v1\nkind: 5\n"))
+            .err()
+            .expect("invalid input");
+        assert!(
+            errors[0].to_string().contains("kind: must be a string"),
             "{}",
             errors[0]
         );

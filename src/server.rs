@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use tokio::net::TcpListener;
 
 use crate::telemetry::Metrics;
 
@@ -21,14 +22,18 @@ pub struct ServerState {
     pub ready: Arc<AtomicBool>,
 }
 
-/// Serves `/healthz`, `/readyz` and `/metrics` on `address` until the task is dropped.
-pub async fn serve(address: SocketAddr, state: ServerState) -> std::io::Result<()> {
+/// Binds the probe and metrics address, so that a busy port fails start-up at once.
+pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(address).await
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, state: ServerState) -> std::io::Result<()> {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind(address).await?;
     tracing::info!(address = %listener.local_addr()?, "Serving probes and metrics");
     axum::serve(listener, app).await
 }

@@ -730,3 +730,169 @@ async fn many_namespaces_written_once() {
     operator.stop().await;
     example.cleanup(&client).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stripped_owner_and_opened_restored() {
+    let client = client().await;
+    let example = Example::create(&client, "strip").await;
+    let operator = Operator::start(&example.id, LONG_RESYNC).await;
+    example.apply_policy(&client, &example.policy()).await;
+    wait_for_names(
+        &client,
+        &example.id,
+        &expected_names(&example),
+        "generated policies",
+    )
+    .await;
+    wait_ready(&client, &example.id, 1).await;
+
+    // One patch that cuts the object from its owner and opens the database to everyone.
+    let namespace = example.namespace("data");
+    let name = format!("mn-{}-zone-database", example.id);
+    let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &namespace);
+    let original = api.get(&name).await.unwrap();
+    let patch = json!([
+        { "op": "remove", "path": "/metadata/ownerReferences" },
+        { "op": "add", "path": "/spec/ingress/-", "value": {} },
+    ]);
+    let patch: json_patch::Patch = serde_json::from_value(patch).unwrap();
+    api.patch(&name, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await
+        .unwrap();
+
+    let restored = wait_for(
+        "the owner and the spec to be restored",
+        WATCH_DEADLINE,
+        || async {
+            let current = api.get(&name).await.ok()?;
+            let owned = current.owner_references() == original.owner_references();
+            (owned && current.spec == original.spec).then_some(current)
+        },
+    )
+    .await;
+    assert_eq!(restored.uid(), original.uid());
+
+    operator.stop().await;
+    example.cleanup(&client).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn owner_pointed_elsewhere_restored() {
+    let client = client().await;
+    let example = Example::create(&client, "steal").await;
+    let operator = Operator::start(&example.id, LONG_RESYNC).await;
+    example.apply_policy(&client, &example.policy()).await;
+    wait_for_names(
+        &client,
+        &example.id,
+        &expected_names(&example),
+        "generated policies",
+    )
+    .await;
+
+    // A second policy of the same test, governing nothing, becomes the default deny's owner.
+    let other_name = format!("{}-other", example.id);
+    let mut other = example.policy();
+    other.metadata.name = Some(other_name.clone());
+    other.spec.namespace_selector = match_labels([("medianest.io/none", "none")]);
+    let policies: Api<MediaNestSecurityPolicy> = Api::all(client.clone());
+    let other = policies
+        .patch(
+            &other_name,
+            &PatchParams::apply("medianest-tests"),
+            &Patch::Apply(&other),
+        )
+        .await
+        .unwrap();
+    wait_ready(&client, &other_name, 1).await;
+
+    let namespace = example.namespace("app");
+    let name = format!("mn-{}-default-deny", example.id);
+    let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &namespace);
+    let original = api.get(&name).await.unwrap();
+    let patch = json!({ "metadata": { "ownerReferences": [{
+        "apiVersion": "security.medianest.io/v1alpha1",
+        "kind": "MediaNestSecurityPolicy",
+        "name": other_name,
+        "uid": other.uid().unwrap(),
+        "controller": true,
+    }]}});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+
+    let restored = wait_for(
+        "the owner reference to be restored",
+        WATCH_DEADLINE,
+        || async {
+            let current = api.get_opt(&name).await.ok()??;
+            (current.owner_references() == original.owner_references()).then_some(current)
+        },
+    )
+    .await;
+    assert_eq!(
+        restored.uid(),
+        original.uid(),
+        "the other policy must not delete it"
+    );
+
+    operator.stop().await;
+    let _ = policies.delete(&other_name, &DeleteParams::default()).await;
+    example.cleanup(&client).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_object_with_generated_name_untouched() {
+    let client = client().await;
+    let example = Example::create(&client, "foreign").await;
+    let namespace = example.namespace("app");
+    let name = format!("mn-{}-dns", example.id);
+    let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &namespace);
+    let handmade: NetworkPolicy = serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": { "name": name },
+        "spec": { "podSelector": { "matchLabels": { "team": "platform" } }, "policyTypes": ["Ingress"] },
+    }))
+    .unwrap();
+    let created = api.create(&PostParams::default(), &handmade).await.unwrap();
+
+    let operator = Operator::start(&example.id, LONG_RESYNC).await;
+    example.apply_policy(&client, &example.policy()).await;
+    let conflicted = wait_for(
+        "NetworkReady=False with NameConflict",
+        WATCH_DEADLINE,
+        || async {
+            let policy = policy_status(&client, &example.id).await;
+            (condition(&policy, "NetworkReady")?.reason == "NameConflict").then_some(policy)
+        },
+    )
+    .await;
+    let message = &condition(&conflicted, "NetworkReady").unwrap().message;
+    assert!(
+        message.contains(&format!("{namespace}/{name}")),
+        "{message}"
+    );
+    let current = api.get(&name).await.unwrap();
+    assert_eq!(
+        current.resource_version(),
+        created.resource_version(),
+        "the hand-made object is untouched"
+    );
+    assert!(current.owner_references().is_empty());
+
+    // The other generated objects are there.
+    let mut expected = expected_names(&example);
+    expected.remove(&(namespace.clone(), name.clone()));
+    wait_for_names(
+        &client,
+        &example.id,
+        &expected,
+        "the other generated policies",
+    )
+    .await;
+
+    operator.stop().await;
+    let _ = api.delete(&name, &DeleteParams::default()).await;
+    example.cleanup(&client).await;
+}

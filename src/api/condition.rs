@@ -22,6 +22,8 @@ pub mod reason {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// Writing a generated object failed.
     pub const APPLY_FAILED: &str = "ApplyFailed";
+    /// An object of another client has a generated name.
+    pub const NAME_CONFLICT: &str = "NameConflict";
     /// The section is not set, so there is nothing to do.
     pub const DISABLED: &str = "Disabled";
     /// A workload's hardened fields are owned by another field manager.

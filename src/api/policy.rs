@@ -81,7 +81,8 @@ pub enum Mode {
     Audit,
 }
 
-/// Name of a namespace, as a DNS label.
+// The name of a namespace, as a DNS label. A plain comment, so that kubectl explain shows only
+// the field's own description.
 #[derive(
     Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
@@ -107,6 +108,11 @@ pub struct ProtectedNamespaceName(
         "rule": "self.zones.all(z, z.ingress.all(r, r.from.all(p, !has(p.zone) || self.zones.exists(y, y.name == p.zone))))",
         "message": "every zones[].ingress[].from[].zone must name a zone defined in spec.network.zones",
         "fieldPath": ".zones",
+    },
+    {
+        "rule": "self.egress.all(e, self.egress.exists_one(f, f.name == e.name))",
+        "message": "egress rule names must be unique within spec.network.egress",
+        "fieldPath": ".egress",
     },
 ]))]
 pub struct NetworkSpec {
@@ -247,8 +253,13 @@ pub struct IngressRule {
         "fieldPath": ".cidr",
     },
     {
-        "rule": "!has(self.except) || !has(self.cidr) || !isCIDR(self.cidr) || self.except.all(e, isCIDR(e) && cidr(self.cidr).containsCIDR(e))",
-        "message": "every except entry must be a valid CIDR inside cidr",
+        "rule": "!has(self.cidr) || !isCIDR(self.cidr) || cidr(self.cidr) == cidr(self.cidr).masked()",
+        "messageExpression": "'cidr ' + self.cidr + ' has host bits set; use its network address, such as 10.0.0.0/8 for 10.0.0.1/8'",
+        "fieldPath": ".cidr",
+    },
+    {
+        "rule": "!has(self.except) || !has(self.cidr) || !isCIDR(self.cidr) || self.except.all(e, isCIDR(e) && cidr(e) == cidr(e).masked() && cidr(self.cidr).containsCIDR(e))",
+        "message": "every except entry must be a network address (no host bits) inside cidr",
         "fieldPath": ".except",
     },
 ]))]

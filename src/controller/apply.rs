@@ -15,9 +15,14 @@ use super::error::Error;
 /// A field that another client added and the operator never sets survives an apply, because
 /// the operator does not own it. When the applied object still differs from `desired`, one
 /// merge patch guarded by the resourceVersion removes those fields.
+///
+/// When `existing` carries owner references other than the desired ones (someone pointed it
+/// at another owner), they are replaced first: an object may have only one controller
+/// reference, so server-side apply could not add the policy's own.
 pub async fn apply_network_policy(
     client: &Client,
     desired: &NetworkPolicy,
+    existing: Option<&NetworkPolicy>,
 ) -> Result<NetworkPolicy, Error> {
     let namespace = desired.namespace().unwrap_or_default();
     let name = desired.name_any();
@@ -27,6 +32,24 @@ pub async fn apply_network_policy(
         name: name.clone(),
         source,
     };
+
+    if let Some(existing) = existing
+        && existing.metadata.owner_references != desired.metadata.owner_references
+    {
+        let patch = serde_json::json!({
+            "metadata": {
+                "resourceVersion": existing.resource_version(),
+                "ownerReferences": desired.metadata.owner_references,
+            },
+        });
+        let params = PatchParams {
+            field_manager: Some(MANAGER.to_string()),
+            ..PatchParams::default()
+        };
+        api.patch(&name, &params, &Patch::Merge(&patch))
+            .await
+            .map_err(wrap)?;
+    }
 
     let params = PatchParams::apply(MANAGER).force();
     let applied = api

@@ -19,7 +19,7 @@ use kube::{Resource, ResourceExt};
 
 use crate::api::MediaNestSecurityPolicy;
 use crate::policy::hardening::WorkloadId;
-use crate::policy::names::MANAGER;
+use crate::policy::names::{MANAGER, POLICY_LABEL};
 use crate::policy::namespaces::NamespaceInfo;
 use crate::telemetry::Metrics;
 
@@ -232,16 +232,23 @@ impl Context {
             .collect()
     }
 
-    /// The cached NetworkPolicies whose owner references include `owner_uid`.
-    pub fn owned_network_policies(&self, owner_uid: &str) -> Vec<NetworkPolicy> {
+    /// The cached NetworkPolicies generated for the policy `name` with uid `owner_uid`: those
+    /// with its owner reference or its label. The cache holds only objects with the
+    /// managed-by label.
+    pub fn owned_network_policies(&self, name: &str, owner_uid: &str) -> Vec<NetworkPolicy> {
         self.network_policies
             .state()
             .iter()
             .filter(|policy| {
-                policy
+                let owned = policy
                     .owner_references()
                     .iter()
-                    .any(|owner| owner.uid == owner_uid)
+                    .any(|owner| owner.uid == owner_uid);
+                let labelled = policy
+                    .labels()
+                    .get(POLICY_LABEL)
+                    .is_some_and(|label| label == name);
+                owned || labelled
             })
             .map(|policy| policy.as_ref().clone())
             .collect()

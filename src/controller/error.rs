@@ -87,13 +87,24 @@ impl Error {
 }
 
 /// Formats an error with its sources, as `outer: inner: root`, cut to `max` bytes.
-pub fn chain(error: &dyn std::error::Error, max: usize) -> String {
-    let mut text = error.to_string();
+///
+/// An error response of the API server is shown by its message, not as a debug dump.
+pub fn chain(error: &(dyn std::error::Error + 'static), max: usize) -> String {
+    let mut parts = vec![describe(error)];
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        parts.push(describe(cause));
         source = cause.source();
     }
-    crate::api::condition::truncate(&text, max)
+    parts.dedup();
+    crate::api::condition::truncate(&parts.join(": "), max)
+}
+
+fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    match error.downcast_ref::<kube::Error>() {
+        Some(kube::Error::Api(status)) => {
+            format!("{} ({} {})", status.message, status.code, status.reason)
+        }
+        _ => error.to_string(),
+    }
 }

@@ -13,50 +13,69 @@ pub mod workloads;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::Controller;
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::api::MediaNestSecurityPolicy;
-use crate::policy::names::managed_selector;
+use crate::policy::names::{POLICY_LABEL, managed_selector};
 use crate::telemetry::Metrics;
 
 pub use context::{Context, Settings, WorkloadStores};
 
-/// Caches the operator keeps, for readiness checks.
+/// Caches the operator keeps, and whether they hold their first complete lists.
 #[derive(Clone)]
 pub struct Caches {
     pub namespaces: reflector::Store<PartialObjectMeta<Namespace>>,
     pub network_policies: reflector::Store<NetworkPolicy>,
     pub policies: reflector::Store<MediaNestSecurityPolicy>,
     pub workloads: WorkloadStores,
+    ready: watch::Receiver<bool>,
 }
 
 impl Caches {
     /// Waits until every cache contains its first complete list.
     pub async fn wait_until_ready(&self) {
-        let stores = &self.workloads;
-        let _ = self.namespaces.wait_until_ready().await;
-        let _ = self.network_policies.wait_until_ready().await;
-        let _ = self.policies.wait_until_ready().await;
-        let _ = stores.deployments.wait_until_ready().await;
-        let _ = stores.stateful_sets.wait_until_ready().await;
-        let _ = stores.daemon_sets.wait_until_ready().await;
-        let _ = stores.cron_jobs.wait_until_ready().await;
-        let _ = stores.jobs.wait_until_ready().await;
-        let _ = stores.pods.wait_until_ready().await;
+        let mut ready = self.ready.clone();
+        // An error means the loading task ended, which happens only at shutdown.
+        let _ = ready.wait_for(|loaded| *loaded).await;
     }
 }
+
+/// Waits for each cache's first complete list, then publishes readiness.
+///
+/// NOTE: this is the only caller of `Store::wait_until_ready` for these caches, because in
+/// kube-runtime 5.0 that future keeps one waker per store (a oneshot receiver), so of several
+/// concurrent callers only the last one polled is woken. Everyone else waits on the watch
+/// channel. The policy cache is left to the controller, which waits for it on its own.
+async fn load_caches(caches: Caches, ready: watch::Sender<bool>) {
+    let stores = &caches.workloads;
+    let _ = caches.namespaces.wait_until_ready().await;
+    let _ = caches.network_policies.wait_until_ready().await;
+    // The controller itself waits for the policy cache before it reconciles anything.
+    let _ = stores.deployments.wait_until_ready().await;
+    let _ = stores.stateful_sets.wait_until_ready().await;
+    let _ = stores.daemon_sets.wait_until_ready().await;
+    let _ = stores.cron_jobs.wait_until_ready().await;
+    let _ = stores.jobs.wait_until_ready().await;
+    let _ = stores.pods.wait_until_ready().await;
+    let _ = ready.send(true);
+}
+
+/// How long a reconcile waits for the caches before it tries again later.
+const CACHE_WAIT: Duration = Duration::from_secs(5);
 
 /// A request to reconcile one policy, sent by the tasks that keep the caches.
 type Trigger = ObjectRef<MediaNestSecurityPolicy>;
@@ -97,7 +116,11 @@ where
                             let _ = triggers.send(trigger);
                         }
                     }
-                    Err(error) => tracing::warn!(kind = %kind, error = %error, "Watch failed; retrying with backoff"),
+                    Err(error) => tracing::warn!(
+                        kind = %kind,
+                        error = %error::chain(&error, 1024),
+                        "Watch failed; retrying with backoff"
+                    ),
                 }
                 std::future::ready(())
             }),
@@ -105,10 +128,12 @@ where
     (store, task)
 }
 
-/// References to the MediaNestSecurityPolicies that own `object`.
+/// References to the MediaNestSecurityPolicies that own `object` or that its policy label
+/// names. The label still leads to the policy when someone has stripped or changed the
+/// owner references.
 fn owning_policies<K: kube::Resource>(object: &K) -> Vec<Trigger> {
-    object
-        .meta()
+    let meta = object.meta();
+    let mut triggers: Vec<Trigger> = meta
         .owner_references
         .iter()
         .flatten()
@@ -117,7 +142,16 @@ fn owning_policies<K: kube::Resource>(object: &K) -> Vec<Trigger> {
                 && owner.api_version == "security.medianest.io/v1alpha1"
         })
         .map(|owner| ObjectRef::new(&owner.name))
-        .collect()
+        .collect();
+    if let Some(name) = meta
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(POLICY_LABEL))
+    {
+        triggers.push(ObjectRef::new(name));
+    }
+    triggers.dedup();
+    triggers
 }
 
 /// Builds the controllers and returns their caches and the future that runs them until
@@ -264,14 +298,20 @@ pub fn controllers(
         policies.clone(),
         workloads.clone(),
     ));
+    let (ready_sender, ready) = watch::channel(false);
     let caches = Caches {
         namespaces,
         network_policies,
         policies,
         workloads,
+        ready,
     };
+    tasks.push(tokio::spawn(load_caches(caches.clone(), ready_sender)));
 
-    let triggers = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    // The trigger stream ends at shutdown, which lets the controller finish.
+    let shutdown = shutdown.shared();
+    let triggers =
+        futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).take_until(shutdown.clone());
     let ready = caches.clone();
     let run = controller
         .reconcile_on(triggers)
@@ -281,8 +321,14 @@ pub fn controllers(
                 let ready = ready.clone();
                 async move {
                     // A reconcile against a half-filled cache would see namespaces or
-                    // generated objects as missing; wait for the first complete lists.
-                    ready.wait_until_ready().await;
+                    // generated objects as missing. It waits for the first complete lists,
+                    // but not forever, so that a shutdown never waits on a cache that cannot
+                    // load (for example when RBAC forbids a list).
+                    let loaded = tokio::time::timeout(CACHE_WAIT, ready.wait_until_ready()).await;
+                    if loaded.is_err() {
+                        tracing::warn!(policy = %policy.name_any(), "Caches are still loading; retrying the reconcile");
+                        return Ok(Action::requeue(CACHE_WAIT));
+                    }
                     policy::reconcile(policy, ctx).await
                 }
             },

@@ -6,7 +6,7 @@ use kube::{Resource, ResourceExt};
 use crate::api::MediaNestSecurityPolicy;
 use crate::api::policy::PendingChange;
 use crate::policy::diff::{self, Plan};
-use crate::policy::names::hex_digest;
+use crate::policy::names::{MANAGER, POLICY_LABEL, hex_digest};
 use crate::policy::namespaces::NamespaceInfo;
 use crate::policy::network::{self, PolicyRef};
 
@@ -22,6 +22,8 @@ pub struct NetworkOutcome {
     pub pending: Vec<PendingChange>,
     /// Objects restored because someone changed or deleted them.
     pub drift: Vec<String>,
+    /// Objects of other clients that have a generated name, left alone.
+    pub foreign: Vec<String>,
     pub failure: Option<Error>,
 }
 
@@ -42,8 +44,14 @@ pub async fn reconcile(
     let desired = network::compile(&reference, &policy.spec.network, governed);
     let desired_hash = state_hash(&desired);
     let desired_count = desired.len();
-    let plan = diff::plan(desired, ctx.owned_network_policies(uid));
-    let plan = confirm_plan(ctx, plan, uid).await?;
+    let mut foreign = Vec::new();
+    let plan = diff::plan(desired, ctx.owned_network_policies(&name, uid));
+    // Audit mode writes nothing, so the cache is good enough to report from.
+    let plan = if enforce {
+        confirm_plan(ctx, plan, &name, uid, &mut foreign).await?
+    } else {
+        plan
+    };
     tracing::debug!(
         policy = %name,
         create = plan.create.len(),
@@ -65,6 +73,7 @@ pub async fn reconcile(
         desired_hash,
         pending: summarize(&plan),
         drift: Vec::new(),
+        foreign,
         failure: None,
     };
     if enforce {
@@ -72,8 +81,8 @@ pub async fn reconcile(
             outcome.drift = drift_descriptions(&plan);
         }
         outcome.failure = execute(ctx, &plan).await.err();
-        ctx.metrics
-            .set_managed("NetworkPolicy", desired_count as i64);
+        let managed = ctx.network_policies.state().len() as i64;
+        ctx.metrics.set_managed("NetworkPolicy", managed);
     }
     Ok(outcome)
 }
@@ -86,23 +95,40 @@ pub async fn reconcile(
 async fn confirm_plan(
     ctx: &Context,
     plan: Plan<NetworkPolicy>,
-    owner_uid: &str,
+    policy: &str,
+    uid: &str,
+    foreign: &mut Vec<String>,
 ) -> Result<Plan<NetworkPolicy>, Error> {
     if plan.is_empty() {
         return Ok(plan);
     }
-    let desired: Vec<NetworkPolicy> = plan
+    let candidates: Vec<NetworkPolicy> = plan
         .create
         .into_iter()
         .chain(plan.update.into_iter().map(|(desired, _)| desired))
         .collect();
+    let mut desired = Vec::new();
     let mut existing = Vec::new();
-    for object in desired.iter().chain(plan.delete.iter()) {
+    for object in candidates {
+        match read_network_policy(ctx, &object).await? {
+            Some(live) if !is_ours(&live, policy, uid) => {
+                // Another client's object has the generated name: leave it alone.
+                foreign.push(format!(
+                    "{}/{}",
+                    live.namespace().unwrap_or_default(),
+                    live.name_any()
+                ));
+            }
+            Some(live) => {
+                existing.push(live);
+                desired.push(object);
+            }
+            None => desired.push(object),
+        }
+    }
+    for object in &plan.delete {
         if let Some(live) = read_network_policy(ctx, object).await?
-            && live
-                .owner_references()
-                .iter()
-                .any(|owner| owner.uid == owner_uid)
+            && is_deletable(&live, policy, uid)
         {
             existing.push(live);
         }
@@ -112,6 +138,40 @@ async fn confirm_plan(
     let mut confirmed = diff::plan(desired, existing);
     confirmed.unchanged += plan.unchanged;
     Ok(confirmed)
+}
+
+/// Returns whether `object` was written for `policy`: it has the policy's owner reference or
+/// label, or the operator's field manager wrote it. Someone may have stripped some of these
+/// to weaken it, and the operator restores such an object. One with none of them was created
+/// by someone else, and the operator never touches it.
+pub fn is_ours(object: &NetworkPolicy, policy: &str, uid: &str) -> bool {
+    let owned = object
+        .owner_references()
+        .iter()
+        .any(|owner| owner.uid == uid);
+    let labelled = object
+        .labels()
+        .get(POLICY_LABEL)
+        .is_some_and(|name| name == policy);
+    let written = object
+        .managed_fields()
+        .iter()
+        .any(|entry| entry.manager.as_deref() == Some(MANAGER));
+    owned || labelled || written
+}
+
+/// Returns whether a stale `object` may be deleted: only with both the policy's owner
+/// reference and label, so that no one else's object is ever deleted.
+fn is_deletable(object: &NetworkPolicy, policy: &str, uid: &str) -> bool {
+    let owned = object
+        .owner_references()
+        .iter()
+        .any(|owner| owner.uid == uid);
+    let labelled = object
+        .labels()
+        .get(POLICY_LABEL)
+        .is_some_and(|name| name == policy);
+    owned && labelled
 }
 
 async fn read_network_policy(
@@ -132,16 +192,20 @@ async fn read_network_policy(
 /// Runs the plan: every create and update first, deletions last, so that a namespace never
 /// loses its default deny or DNS rule while a changed policy is rolled out.
 async fn execute(ctx: &Context, plan: &Plan<NetworkPolicy>) -> Result<(), Error> {
-    for desired in plan
-        .create
-        .iter()
-        .chain(plan.update.iter().map(|(desired, _)| desired))
-    {
-        apply_network_policy(&ctx.client, desired).await?;
+    for desired in &plan.create {
+        apply_network_policy(&ctx.client, desired, None).await?;
         tracing::info!(
             namespace = desired.namespace().unwrap_or_default(),
             name = desired.name_any(),
-            "Applied NetworkPolicy"
+            "Created NetworkPolicy"
+        );
+    }
+    for (desired, existing) in &plan.update {
+        apply_network_policy(&ctx.client, desired, Some(existing)).await?;
+        tracing::info!(
+            namespace = desired.namespace().unwrap_or_default(),
+            name = desired.name_any(),
+            "Updated NetworkPolicy"
         );
     }
     for stale in &plan.delete {

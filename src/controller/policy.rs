@@ -138,12 +138,18 @@ async fn report_invalid(
         ..previous.clone()
     };
 
-    tracing::warn!(
-        policy = policy.name_any(),
-        problems = message,
-        "Invalid policy spec; keeping the generated objects"
-    );
-    if !already_reported {
+    if already_reported {
+        tracing::debug!(
+            policy = policy.name_any(),
+            problems = message,
+            "Policy spec still invalid"
+        );
+    } else {
+        tracing::warn!(
+            policy = policy.name_any(),
+            problems = message,
+            "Invalid policy spec; keeping the generated objects"
+        );
         let note = format!(
             "{message}. The NetworkPolicies generated before stay in place until the spec is fixed"
         );

@@ -113,6 +113,14 @@ fn network_condition(outcome: &Outcome, audit: bool) -> ConditionUpdate {
             reason::APPLY_FAILED,
             chain(error, 1024),
         ),
+        (None, _) if !network.foreign.is_empty() => update(
+            ConditionStatus::False,
+            reason::NAME_CONFLICT,
+            format!(
+                "NetworkPolicies {} have generated names but were not created by the operator, which leaves them alone; rename or delete them",
+                network.foreign.join(", ")
+            ),
+        ),
         (None, true) if network.pending.is_empty() => update(
             ConditionStatus::True,
             reason::AUDITED,

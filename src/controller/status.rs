@@ -28,16 +28,18 @@ pub async fn write_policy_status(
         "kind": "MediaNestSecurityPolicy",
         "status": status,
     });
-    api.patch_status(
-        &name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await
-    .map_err(|source| Error::PatchStatus {
-        kind: "MediaNestSecurityPolicy",
-        name,
-        source,
-    })?;
-    Ok(true)
+    let params = PatchParams::apply(MANAGER).force();
+    let result = api
+        .patch_status(&name, &params, &Patch::Apply(&patch))
+        .await;
+    match result {
+        Ok(_) => Ok(true),
+        // The policy was deleted during the reconcile: there is no status left to write.
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(source) => Err(Error::PatchStatus {
+            kind: "MediaNestSecurityPolicy",
+            name,
+            source,
+        }),
+    }
 }

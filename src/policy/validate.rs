@@ -324,11 +324,16 @@ fn validate_peer(peer: &Peer, field: &str, errors: &mut FieldErrors) {
     }
 
     let cidr = peer.cidr.as_ref().map(|cidr| (cidr, cidr.parse::<IpNet>()));
-    if let Some((text, Err(_))) = &cidr {
-        errors.push(
+    match &cidr {
+        Some((text, Err(_))) => errors.push(
             format!("{field}.cidr"),
             format!("cidr {text:?} is not a valid CIDR; use a network address such as 10.0.0.0/8 or 2001:db8::/32"),
-        );
+        ),
+        Some((text, Ok(block))) if block.trunc() != *block => errors.push(
+            format!("{field}.cidr"),
+            format!("cidr {text:?} has host bits set; use the network address {}", block.trunc()),
+        ),
+        _ => {}
     }
     match (&peer.except, &cidr) {
         (Some(_), None) => errors.push(
@@ -337,13 +342,15 @@ fn validate_peer(peer: &Peer, field: &str, errors: &mut FieldErrors) {
         ),
         (Some(except), Some((_, Ok(block)))) => {
             for (index, entry) in except.iter().enumerate() {
-                let inside = entry
-                    .parse::<IpNet>()
-                    .is_ok_and(|excluded| block.contains(&excluded));
+                let inside = entry.parse::<IpNet>().is_ok_and(|excluded| {
+                    excluded.trunc() == excluded && block.contains(&excluded)
+                });
                 if !inside {
                     errors.push(
                         format!("{field}.except[{index}]"),
-                        format!("{entry:?} must be a valid CIDR inside {block}"),
+                        format!(
+                            "{entry:?} must be a network address (no host bits) inside {block}"
+                        ),
                     );
                 }
             }
@@ -481,7 +488,12 @@ mod tests {
             (
                 "    zones: [{name: a, podSelector: {}, ingress: [{from: [{cidr: 10.0.0.0/8, except: [11.0.0.0/8]}]}]}]",
                 format!("{rule}.from[0].except[0]"),
-                "must be a valid CIDR inside 10.0.0.0/8",
+                "must be a network address (no host bits) inside 10.0.0.0/8",
+            ),
+            (
+                "    zones: [{name: a, podSelector: {}, ingress: [{from: [{cidr: 10.0.0.1/8}]}]}]",
+                format!("{rule}.from[0].cidr"),
+                "has host bits set; use the network address 10.0.0.0/8",
             ),
             (
                 "    zones: [{name: a, podSelector: {}, ingress: [{from: [{cidr: 300.0.0.0/8}]}]}]",

@@ -19,6 +19,8 @@ pub fn init(format: LogFormat, filter: &str) -> Result<(), String> {
         .map_err(|error| format!("invalid log filter {filter:?}: {error}"))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour codes only for a terminal, not for files and log collectors.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_span_events(FmtSpan::NONE);
     let result = match format {

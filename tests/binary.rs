@@ -1,0 +1,216 @@
+//! The operator binary against the local control plane: it becomes ready, serves metrics,
+//! reconciles every policy and stops on SIGTERM, restart after restart.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kube::Api;
+use serde_json::json;
+
+use common::{TEST_LABEL, WATCH_DEADLINE, client, create_namespace, unique_id, wait_for};
+use medianest_operator::api::MediaNestSecurityPolicy;
+
+/// Sends a GET to `path` on 127.0.0.1:`port` and returns the status code and body.
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    Some((status, body))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(id: &str, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_medianest-operator"))
+        .args([
+            "run",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+        ])
+        .args(["--policy-selector", &format!("{TEST_LABEL}={id}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the operator binary")
+}
+
+/// Sends SIGTERM and returns the logs once the process has exited.
+fn stop(mut child: Child) -> String {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let stopping = Instant::now();
+    let exit = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if stopping.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            panic!("no exit within 15 s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exit.success(), "{exit:?}");
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    logs
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn binary_restarts_cleanly() {
+    let client = client().await;
+    let id = unique_id("bin");
+    // Several policies to reconcile while the caches load: every reconcile waits for them,
+    // which must not keep them, or the readiness probe, from loading.
+    let mut names = Vec::new();
+    for index in 0..4 {
+        let name = format!("{id}-{index}");
+        create_namespace(
+            &client,
+            &name,
+            &id,
+            &[("medianest.io/slot", &index.to_string())],
+        )
+        .await;
+        let policy: MediaNestSecurityPolicy = serde_json::from_value(json!({
+            "apiVersion": "security.medianest.io/v1alpha1",
+            "kind": "MediaNestSecurityPolicy",
+            "metadata": { "name": name, "labels": { TEST_LABEL: id } },
+            "spec": {
+                "namespaceSelector": { "matchLabels": { "medianest.io/slot": index.to_string(), TEST_LABEL: id } },
+                "workloads": {},
+            },
+        }))
+        .unwrap();
+        Api::<MediaNestSecurityPolicy>::all(client.clone())
+            .create(&Default::default(), &policy)
+            .await
+            .unwrap();
+        names.push(name);
+    }
+
+    for round in 0..3 {
+        let port = free_port();
+        let child = start(&id, port);
+        let started = Instant::now();
+        let mut ready = false;
+        while started.elapsed() < Duration::from_secs(30) {
+            if let Some((200, _)) = get(port, "/readyz") {
+                ready = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if !ready {
+            let logs = stop(child);
+            panic!("round {round}: /readyz did not return 200 within 30 s; logs:\n{logs}");
+        }
+        let (status, metrics) = get(port, "/metrics").expect("metrics");
+        assert_eq!(status, 200);
+        assert!(
+            metrics.contains("medianest_api_requests_total"),
+            "{metrics}"
+        );
+        assert_eq!(get(port, "/healthz").map(|(status, _)| status), Some(200));
+
+        for name in &names {
+            let api = Api::<MediaNestSecurityPolicy>::all(client.clone());
+            wait_for(
+                &format!("round {round}: policy {name} reconciled"),
+                WATCH_DEADLINE,
+                || async {
+                    let policy = api.get(name).await.ok()?;
+                    (policy.status?.governed_namespace_count == 1).then_some(())
+                },
+            )
+            .await;
+        }
+
+        let logs = stop(child);
+        for line in logs.lines() {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(line).is_ok(),
+                "not a JSON log line: {line}"
+            );
+        }
+        assert!(logs.contains("Caches loaded"), "{logs}");
+        // The next round starts from scratch, so every policy must be reconciled again.
+        for name in &names {
+            let patch = json!({ "status": null });
+            let _ = Api::<MediaNestSecurityPolicy>::all(client.clone())
+                .patch_status(name, &Default::default(), &kube::api::Patch::Merge(&patch))
+                .await;
+        }
+    }
+
+    let api = Api::<MediaNestSecurityPolicy>::all(client.clone());
+    for name in &names {
+        let _ = api.delete(name, &Default::default()).await;
+    }
+    common::delete_namespaces(&client, &names).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn busy_listen_port_fails_startup() {
+    let _client = client().await;
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let mut child = start("binary-busy-port", port);
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(15) {
+            let _ = child.kill();
+            panic!("the operator kept running without its probe and metrics server");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!exit.success());
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(
+        logs.contains(&port.to_string()),
+        "the error names the address: {logs}"
+    );
+}
