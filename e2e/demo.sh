@@ -12,7 +12,7 @@ if [ -z "${MEDIANEST_DEMO_INNER:-}" ]; then
 fi
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/medianest-operator/target}
-state_dir=$(dirname "$KUBECONFIG")
+log_file=${TMPDIR:-/tmp}/medianest-demo-operator.log
 kubectl() {
   "${MEDIANEST_E2E_CACHE:-$HOME/.cache/medianest-e2e}"/k8s-*/bin/kubectl "$@"
 }
@@ -30,10 +30,11 @@ kubectl wait --for condition=established --timeout=60s crd --all >/dev/null
 
 say "Applying the MediaNest example"
 kubectl apply -f manifests/examples/namespaces.yaml
+kubectl apply -f manifests/examples/workloads.yaml
 kubectl apply -f manifests/examples/policy.yaml
 
-say "Starting the operator (logs in ${state_dir}/operator.log)"
-"$operator" run --listen 127.0.0.1:18080 --log-format plain >"$state_dir/operator.log" 2>&1 &
+say "Starting the operator (logs in $log_file)"
+"$operator" run --listen 127.0.0.1:18080 --log-format plain >"$log_file" 2>&1 &
 operator_pid=$!
 trap 'kill "$operator_pid" 2>/dev/null || true; wait "$operator_pid" 2>/dev/null || true' EXIT
 
@@ -59,5 +60,15 @@ done
 elapsed=$(( ($(date +%s%N) - start) / 1000000 ))
 echo "restored within ${elapsed} ms (as seen by polling kubectl); ingress ports now: $rules"
 kubectl get msp medianest -o wide
+say "Hardened workloads (the reverse proxy keeps NET_BIND_SERVICE through its exemption)"
+for _ in $(seq 1 50); do
+  hardened=$(kubectl get msp medianest -o jsonpath='{.status.hardenedWorkloads}')
+  [ "${hardened:-0}" -ge 4 ] && break
+  sleep 0.2
+done
+kubectl -n medianest-dmz get deployment reverse-proxy \
+  -o jsonpath='{.spec.template.spec.securityContext}{"\n"}{.spec.template.spec.containers[0].securityContext}{"\n"}'
+kubectl get namespace medianest-dmz -o jsonpath='{.metadata.labels}{"\n"}'
+
 say "Events"
 kubectl get events --field-selector involvedObject.kind=MediaNestSecurityPolicy,involvedObject.name=medianest

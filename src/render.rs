@@ -10,9 +10,16 @@ use serde_json::Value;
 
 use crate::api::MediaNestSecurityPolicy;
 use crate::api::policy::Mode;
+use crate::api::workloads::WorkloadsSpec;
+use crate::controller::workload::Workload;
+use crate::policy::hardening::{self, Owned, WorkloadId};
 use crate::policy::namespaces::{self, NamespaceInfo};
 use crate::policy::network::{self, PolicyRef};
 use crate::policy::validate;
+use crate::policy::workloads::{self as plan, PolicyView};
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::jiff::Timestamp;
+use std::sync::Arc;
 
 /// One named YAML stream, such as a file or standard input.
 pub struct Source {
@@ -62,6 +69,10 @@ impl fmt::Display for FieldProblem {
 pub struct Input {
     pub policies: Vec<MediaNestSecurityPolicy>,
     pub namespaces: Vec<NamespaceInfo>,
+    /// Deployments, StatefulSets, DaemonSets and CronJobs.
+    pub workloads: Vec<Workload>,
+    /// Jobs and bare Pods, which can only be reported, as "Kind namespace/name".
+    pub unchangeable: Vec<String>,
     /// Kinds that were skipped because render does not act on them, with their counts.
     pub skipped: BTreeMap<String, usize>,
 }
@@ -177,6 +188,48 @@ fn parse_document(
                 namespace.labels().clone(),
             ));
         }
+        "Deployment" | "StatefulSet" | "DaemonSet" => {
+            expect_api_version(api_version, "apps/v1")
+                .map_err(|message| field_error("apiVersion".into(), message))?;
+            check_name(&name, 253)
+                .map_err(|message| field_error("metadata.name".into(), message))?;
+            let to_error = |error: serde_path_to_error::Error<serde_json::Error>| {
+                field_error(error.path().to_string(), error.inner().to_string())
+            };
+            let workload = match kind.as_str() {
+                "Deployment" => Workload::Deployment(Arc::new(
+                    serde_path_to_error::deserialize(value).map_err(to_error)?,
+                )),
+                "StatefulSet" => Workload::StatefulSet(Arc::new(
+                    serde_path_to_error::deserialize(value).map_err(to_error)?,
+                )),
+                _ => Workload::DaemonSet(Arc::new(
+                    serde_path_to_error::deserialize(value).map_err(to_error)?,
+                )),
+            };
+            input.workloads.push(with_namespace(workload));
+        }
+        "CronJob" => {
+            expect_api_version(api_version, "batch/v1")
+                .map_err(|message| field_error("apiVersion".into(), message))?;
+            check_name(&name, 52)
+                .map_err(|message| field_error("metadata.name".into(), message))?;
+            let cron_job = serde_path_to_error::deserialize(value).map_err(|error| {
+                field_error(error.path().to_string(), error.inner().to_string())
+            })?;
+            input
+                .workloads
+                .push(with_namespace(Workload::CronJob(Arc::new(cron_job))));
+        }
+        "Job" | "Pod" => {
+            let namespace = value
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("default");
+            input
+                .unchangeable
+                .push(format!("{kind} {namespace}/{name}"));
+        }
         "List" => {
             // `kubectl get -o yaml` prints several objects as one List.
             let items = value
@@ -208,6 +261,24 @@ fn parse_document(
         other => *input.skipped.entry(other.to_string()).or_insert(0) += 1,
     }
     Ok(())
+}
+
+/// Gives a workload without a namespace the `default` namespace, as kubectl would.
+fn with_namespace(workload: Workload) -> Workload {
+    fn set<K: Clone + kube::Resource>(object: Arc<K>) -> Arc<K> {
+        if object.meta().namespace.is_some() {
+            return object;
+        }
+        let mut copy = (*object).clone();
+        copy.meta_mut().namespace = Some("default".to_string());
+        Arc::new(copy)
+    }
+    match workload {
+        Workload::Deployment(object) => Workload::Deployment(set(object)),
+        Workload::StatefulSet(object) => Workload::StatefulSet(set(object)),
+        Workload::DaemonSet(object) => Workload::DaemonSet(set(object)),
+        Workload::CronJob(object) => Workload::CronJob(set(object)),
+    }
 }
 
 fn expect_api_version(found: &str, expected: &str) -> Result<(), String> {
@@ -321,12 +392,106 @@ pub fn render(input: &Input, operator_namespace: &str) -> Result<(String, Vec<No
             out.push_str(&serde_yaml::to_string(&object).map_err(RenderError::Encode)?);
         }
     }
+    render_workloads(input, operator_namespace, &mut out, &mut notes)?;
     for (kind, count) in &input.skipped {
         notes.push(Note(format!(
             "skipped {count} {kind} documents: render does not act on this kind"
         )));
     }
     Ok((out, notes))
+}
+
+/// Appends the hardening patches of the input's workloads and the Pod Security labels of
+/// the governed namespaces: the server-side apply bodies the controller would send.
+fn render_workloads(
+    input: &Input,
+    operator_namespace: &str,
+    out: &mut String,
+    notes: &mut Vec<Note>,
+) -> Result<(), RenderError> {
+    // Audit policies write nothing, so only Enforce policies shape what is written.
+    let views: Vec<PolicyView> = input
+        .policies
+        .iter()
+        .filter(|policy| policy.spec.mode == Mode::Enforce)
+        .filter_map(|policy| {
+            let governed =
+                namespaces::governed(&policy.spec, &input.namespaces, operator_namespace)
+                    .into_iter()
+                    .map(|namespace| namespace.name.clone())
+                    .collect();
+            Some(PolicyView {
+                name: policy.metadata.name.as_deref()?,
+                spec: &policy.spec,
+                governed,
+            })
+        })
+        .collect();
+    let now = Timestamp::now();
+    let mut exempted: BTreeMap<String, Vec<(WorkloadId, PodTemplateSpec)>> = BTreeMap::new();
+
+    for workload in &input.workloads {
+        let id = workload.id();
+        let Some(template) = workload.template() else {
+            continue;
+        };
+        let selecting = plan::selecting(&views, &id.namespace, Some(id.kind), &workload.labels());
+        if selecting.is_empty() {
+            continue;
+        }
+        let specs: Vec<&WorkloadsSpec> = selecting
+            .iter()
+            .filter_map(|view| view.spec.workloads.as_ref())
+            .collect();
+        let effective = hardening::merge(&specs, &id, now);
+        let result = hardening::harden(template, &effective, &Owned::default());
+        if !result.exemptions.is_empty() {
+            let hardened = hardening::apply_to_template(template, &result.template_patch);
+            exempted
+                .entry(id.namespace.clone())
+                .or_default()
+                .push((id.clone(), hardened));
+        }
+        if result.changes.is_empty() {
+            notes.push(Note(format!("{id} is already hardened")));
+            continue;
+        }
+        out.push_str("---\n");
+        out.push_str(
+            &serde_yaml::to_string(&workload.apply_body(&result.template_patch))
+                .map_err(RenderError::Encode)?,
+        );
+    }
+    for item in &input.unchangeable {
+        notes.push(Note(format!("{item} cannot be changed after creation; the controller reports it if it breaks the hardening")));
+    }
+
+    let mut namespaces: Vec<&String> = views
+        .iter()
+        .filter(|view| view.spec.workloads.is_some())
+        .flat_map(|view| view.governed.iter())
+        .collect();
+    namespaces.sort();
+    namespaces.dedup();
+    for namespace in namespaces {
+        let specs: Vec<&WorkloadsSpec> = views
+            .iter()
+            .filter(|view| view.governed.contains(namespace))
+            .filter_map(|view| view.spec.workloads.as_ref())
+            .collect();
+        let templates = exempted.get(namespace).cloned().unwrap_or_default();
+        let Some(levels) = plan::namespace_levels(&specs, &templates) else {
+            continue;
+        };
+        let body = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": { "name": namespace, "labels": levels.labels() },
+        });
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&body).map_err(RenderError::Encode)?);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

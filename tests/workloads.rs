@@ -274,11 +274,12 @@ async fn loosened_deployment_reverted() {
             "privileged": true, "allowPrivilegeEscalation": true, "capabilities": { "drop": null },
         } }],
     }}}});
-    deployments
+    // The patch's own response shows the loosened object: the operator may revert it before
+    // any later read.
+    let loosened = deployments
         .patch("web", &PatchParams::default(), &Patch::Strategic(&patch))
         .await
         .expect("loosen");
-    let loosened = deployments.get("web").await.unwrap();
     assert!(
         !is_hardened(&loosened),
         "the test's own edit must loosen the Deployment"
@@ -796,4 +797,155 @@ async fn replica_sets_created_for_hardened_template() {
 
     operator.stop().await;
     setup.cleanup(&client).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn examples_hardened_and_admitted() {
+    let client = client().await;
+    let id = unique_id("exw");
+    let rename = |namespace: &str| namespace.replacen("medianest-", &format!("{id}-"), 1);
+    let mut namespaces = Vec::new();
+    for tier in ["dmz", "app", "data", "monitoring"] {
+        let name = format!("{id}-{tier}");
+        create_namespace(&client, &name, &id, &[("medianest.io/tier", tier)]).await;
+        namespaces.push(name);
+    }
+    let operator = Operator::start(&id, LONG_RESYNC).await;
+
+    let mut workloads = Vec::new();
+    for document in
+        serde_yaml::Deserializer::from_str(include_str!("../manifests/examples/workloads.yaml"))
+    {
+        let mut value: Value = serde::Deserialize::deserialize(document).unwrap();
+        let namespace = rename(value["metadata"]["namespace"].as_str().unwrap());
+        value["metadata"]["namespace"] = json!(namespace);
+        let kind = value["kind"].as_str().unwrap().to_string();
+        let name = value["metadata"]["name"].as_str().unwrap().to_string();
+        let resource = match kind.as_str() {
+            "Deployment" => kube::discovery::ApiResource::erase::<Deployment>(&()),
+            _ => {
+                kube::discovery::ApiResource::erase::<k8s_openapi::api::apps::v1::StatefulSet>(&())
+            }
+        };
+        let api: Api<kube::api::DynamicObject> =
+            Api::namespaced_with(client.clone(), &namespace, &resource);
+        api.create(
+            &PostParams::default(),
+            &serde_json::from_value(value).unwrap(),
+        )
+        .await
+        .unwrap();
+        workloads.push((namespace, kind, name));
+    }
+
+    let mut policy: Value =
+        serde_yaml::from_str(include_str!("../manifests/examples/policy.yaml")).unwrap();
+    policy["metadata"]["name"] = json!(id);
+    policy["metadata"]["labels"] = json!({ TEST_LABEL: id });
+    policy["spec"]["namespaceSelector"] = json!({ "matchLabels": { TEST_LABEL: id } });
+    policy["spec"]["workloads"]["exemptions"][0]["namespace"] = json!(rename("medianest-dmz"));
+    // The example paces rollouts with a 5 minute timeout; no kubelet runs here to finish them.
+    policy["spec"]["workloads"]["rollout"] = json!({ "maxConcurrent": 5, "timeout": "1s" });
+    let policy: MediaNestSecurityPolicy = serde_json::from_value(policy).unwrap();
+    Api::<MediaNestSecurityPolicy>::all(client.clone())
+        .patch(
+            &id,
+            &PatchParams::apply("medianest-tests").force(),
+            &Patch::Apply(&policy),
+        )
+        .await
+        .unwrap();
+
+    let status = wait_for(
+        "every example workload hardened",
+        WATCH_DEADLINE,
+        || async {
+            let status = policy_status_of(&client, &id).await?;
+            (status.hardened_workloads + status.exempted_workloads == 5).then_some(status)
+        },
+    )
+    .await;
+    assert_eq!(status.exempted_workloads, 1, "the reverse proxy");
+    assert_eq!(status.non_compliant_workloads, 0, "{:?}", status.workloads);
+
+    // Every hardened template yields Pods that restricted admits: a dry-run create of a Pod
+    // from each template goes through the real Pod Security Admission. (A StatefulSet does
+    // not replace its Pending Pod without a kubelet, so its Pods cannot show it here.)
+    for (namespace, kind, name) in &workloads {
+        let template = match kind.as_str() {
+            "Deployment" => {
+                Api::<Deployment>::namespaced(client.clone(), namespace)
+                    .get(name)
+                    .await
+                    .unwrap()
+                    .spec
+                    .template
+            }
+            _ => {
+                // The StatefulSet controller adds a volume for each claim template.
+                let set = Api::<k8s_openapi::api::apps::v1::StatefulSet>::namespaced(
+                    client.clone(),
+                    namespace,
+                )
+                .get(name)
+                .await
+                .unwrap();
+                let mut template = set.spec.template;
+                let pod_spec = template.spec.as_mut().unwrap();
+                for claim in set.spec.volume_claim_templates.unwrap_or_default() {
+                    let claim_name = claim.metadata.name.unwrap();
+                    pod_spec.volumes.get_or_insert_with(Vec::new).push(
+                        serde_json::from_value(json!({
+                            "name": claim_name,
+                            "persistentVolumeClaim": { "claimName": format!("{claim_name}-{name}-0") },
+                        }))
+                        .unwrap(),
+                    );
+                }
+                template
+            }
+        };
+        let pod = Pod {
+            metadata: kube::api::ObjectMeta {
+                generate_name: Some(format!("{name}-check-")),
+                labels: template.metadata.and_then(|meta| meta.labels),
+                ..Default::default()
+            },
+            spec: template.spec,
+            ..Default::default()
+        };
+        let params = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        let result = Api::<Pod>::namespaced(client.clone(), namespace)
+            .create(&params, &pod)
+            .await;
+        assert!(result.is_ok(), "{kind} {namespace}/{name}: {result:?}");
+    }
+    let enforce = Api::<Namespace>::all(client.clone())
+        .get(&namespaces[0])
+        .await
+        .unwrap();
+    assert_eq!(
+        enforce.labels()["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+
+    operator.stop().await;
+    let _ = Api::<MediaNestSecurityPolicy>::all(client.clone())
+        .delete(&id, &DeleteParams::default())
+        .await;
+    common::delete_namespaces(&client, &namespaces).await;
+}
+
+async fn policy_status_of(
+    client: &Client,
+    name: &str,
+) -> Option<medianest_operator::api::MediaNestSecurityPolicyStatus> {
+    Api::<MediaNestSecurityPolicy>::all(client.clone())
+        .get(name)
+        .await
+        .ok()?
+        .status
 }

@@ -72,11 +72,15 @@ async fn reconcile_inner(policy: &MediaNestSecurityPolicy, ctx: &Context) -> Res
     let network = network::reconcile(ctx, policy, &uid, &governed, enforce).await?;
 
     let all_policies = ctx.policies.state();
-    let views = policy_views(
-        &all_policies,
-        &namespace_infos,
-        &ctx.settings.operator_namespace,
-    );
+    // Audit policies write nothing, so their settings shape only their own report.
+    let shaping: Vec<Arc<MediaNestSecurityPolicy>> = all_policies
+        .iter()
+        .filter(|other| {
+            other.spec.mode == Mode::Enforce || other.metadata.name == policy.metadata.name
+        })
+        .cloned()
+        .collect();
+    let views = policy_views(&shaping, &namespace_infos, &ctx.settings.operator_namespace);
     let workloads =
         workloads::reconcile(ctx, policy, &views, &governed_names, enforce, now()).await;
 
