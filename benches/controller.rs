@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -125,6 +126,8 @@ async fn run() {
         delete_writes as f64 / SAMPLES as f64
     );
 
+    workload_drift(&client, &namespaces[1], &operator).await;
+
     tokio::time::sleep(Duration::from_secs(2)).await;
     let writes_before = operator.requests.mutating();
     let reads_before = operator.requests.reads();
@@ -146,6 +149,84 @@ async fn run() {
         .delete(&id, &DeleteParams::default())
         .await;
     common::delete_namespaces(&client, &namespaces).await;
+}
+
+/// Measures how fast a loosened Deployment is hardened again.
+async fn workload_drift(client: &Client, namespace: &str, operator: &Operator) {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let deployment: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": { "name": "bench", "labels": { "app": "bench" } },
+        "spec": {
+            "replicas": 0,
+            "selector": { "matchLabels": { "app": "bench" } },
+            "template": {
+                "metadata": { "labels": { "app": "bench" } },
+                "spec": { "containers": [{ "name": "app", "image": "registry.k8s.io/pause:3.10" }] },
+            },
+        },
+    }))
+    .unwrap();
+    deployments
+        .create(&Default::default(), &deployment)
+        .await
+        .unwrap();
+    let hardened_user = |deployment: &Deployment| {
+        deployment
+            .spec
+            .template
+            .spec
+            .as_ref()
+            .and_then(|spec| spec.security_context.as_ref())
+            .and_then(|context| context.run_as_user)
+    };
+    wait_for(
+        "the bench Deployment hardened",
+        Duration::from_secs(60),
+        || async {
+            let current = deployments.get("bench").await.ok()?;
+            hardened_user(&current).filter(|uid| *uid != 0).map(|_| ())
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let mut samples = Vec::new();
+    let writes_before = operator.requests.mutating();
+    for _ in 0..SAMPLES {
+        let config = watcher::Config::default().fields("metadata.name=bench");
+        let mut stream = watcher(deployments.clone(), config)
+            .applied_objects()
+            .boxed();
+        let _ = stream.try_next().await;
+        let patch = json!({ "spec": { "template": { "spec": { "securityContext": { "runAsUser": 0 } } } } });
+        let started = Instant::now();
+        deployments
+            .patch("bench", &PatchParams::default(), &Patch::Strategic(&patch))
+            .await
+            .unwrap();
+        loop {
+            let event = tokio::time::timeout(Duration::from_secs(30), stream.try_next())
+                .await
+                .expect("restored within 30 s")
+                .expect("watch")
+                .expect("watch open");
+            if hardened_user(&event).is_some_and(|uid| uid != 0) {
+                samples.push(started.elapsed());
+                break;
+            }
+        }
+    }
+    let writes = operator.requests.mutating() - writes_before;
+    print_figures(
+        "workload hardening restored after runAsUser: 0",
+        &mut samples,
+    );
+    println!(
+        "mutating requests per workload correction: {:.1} (apply, status, Event)",
+        writes as f64 / SAMPLES as f64
+    );
 }
 
 /// Runs `change` and returns the time until the watch shows the object restored to the spec

@@ -5,13 +5,21 @@
 # e2e/controlplane/go.mod and cached, so only the first `up` or `build`
 # compiles anything.
 #
-# Usage: e2e/control-plane.sh up|down|status|env|build
+# Usage: e2e/control-plane.sh up|down|status|env|build|restart [COMPONENT]
 #
-#   up      Build the binaries if they are not cached, start the control plane
-#           and wait until it is ready. The last line on stdout is
-#           `export KUBECONFIG=...`, so `eval "$(e2e/control-plane.sh up)"` works.
-#           Progress messages go to stderr. When the control plane is already
-#           ready, `up` only prints the export line.
+#   up      Build the binaries if they are not cached, start every component
+#           that is not running and wait until the control plane is ready.
+#           Components that run already keep running, and an existing state
+#           directory (certificates, kubeconfigs, etcd data) is reused, so `up`
+#           also brings back a component that crashed. The last line on stdout
+#           is `export KUBECONFIG=...`, so `eval "$(e2e/control-plane.sh up)"`
+#           works. Progress messages go to stderr. When the control plane is
+#           already ready, `up` only prints the export line.
+#   restart [COMPONENT]
+#           Stop COMPONENT (etcd, kube-apiserver or kube-controller-manager,
+#           all three when omitted), then start it again with the same state
+#           and continue like `up`, which also starts any other component that
+#           is not running. Prints the export line like `up`.
 #   down    Stop the processes that `up` started and delete the state directory.
 #   status  Print the state of each component. Exits 0 only when all are
 #           running and kube-apiserver /readyz returns ok.
@@ -28,8 +36,8 @@
 #   MEDIANEST_E2E_KCM_PORT          kube-controller-manager HTTPS port for /healthz,
 #                                   0 disables it (0)
 #   MEDIANEST_E2E_START_TIMEOUT     seconds `up` waits for readiness (120)
-#   MEDIANEST_E2E_STOP_TIMEOUT      seconds `down` waits per process after SIGTERM
-#                                   before it sends SIGKILL (15)
+#   MEDIANEST_E2E_STOP_TIMEOUT      seconds `down` and `restart` wait per process
+#                                   after SIGTERM before they send SIGKILL (15)
 #
 # Every listener binds to 127.0.0.1 only.
 
@@ -111,7 +119,7 @@ validate_settings() {
   [[ $STATE_DIR == /* ]] || die "MEDIANEST_E2E_STATE must be an absolute path, got '$STATE_DIR'"
 }
 
-# Serializes `up`, `down` and `build` across concurrent invocations. The lock
+# Serializes `up`, `restart`, `down` and `build` across concurrent invocations. The lock
 # file sits next to the state directory because `down` deletes the directory.
 acquire_lock() {
   mkdir -p "$(dirname "$STATE_DIR")"
@@ -281,6 +289,9 @@ EOF
 
 # --- processes --------------------------------------------------------------
 
+# Components that this invocation started. fail_start stops them again.
+STARTED_COMPONENTS=()
+
 # Prints the PID recorded for component $1, or returns 1 when the process is
 # not running. A PID counts only when its command line contains STATE_DIR,
 # which every component's flags do, so a reused PID is never taken for ours.
@@ -305,6 +316,7 @@ start_component() {
   log "starting $name (log: $LOG_DIR/$name.log)"
   setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 </dev/null 9>&- &
   echo $! >"$PID_DIR/$name.pid"
+  STARTED_COMPONENTS+=("$name")
 }
 
 # Stops component $1 with SIGTERM, and with SIGKILL when it still runs after
@@ -336,6 +348,50 @@ stop_all() {
   done
 }
 
+# Prints the flags of component $1 that contain the MEDIANEST_E2E_*_PORT
+# settings, one per line, exactly as its start function passes them.
+port_flags() {
+  case $1 in
+    etcd)
+      echo "--listen-client-urls=http://127.0.0.1:$ETCD_CLIENT_PORT"
+      echo "--listen-peer-urls=http://127.0.0.1:$ETCD_PEER_PORT"
+      ;;
+    kube-apiserver)
+      echo "--secure-port=$APISERVER_PORT"
+      echo "--etcd-servers=http://127.0.0.1:$ETCD_CLIENT_PORT"
+      ;;
+    kube-controller-manager)
+      echo "--secure-port=$KCM_PORT"
+      ;;
+  esac
+}
+
+# Exits when a running component was started with other port settings than
+# the current ones. Starting the missing components with the current settings
+# could otherwise connect a new kube-apiserver to the etcd of another control
+# plane, because etcd here accepts any client on 127.0.0.1.
+check_running_ports() {
+  local name pid arguments flag
+  for name in "${COMPONENTS[@]}"; do
+    pid=$(running_pid "$name") || continue
+    arguments=$(tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline") || continue
+    while IFS= read -r flag; do
+      if ! grep -qxF -- "$flag" <<<"$arguments"; then
+        die "$name (pid $pid) runs without the flag $flag, so it was started with other MEDIANEST_E2E_*_PORT settings. Run the command again with the settings that started it, or run 'e2e/control-plane.sh down' to reset the control plane in $STATE_DIR."
+      fi
+    done < <(port_flags "$name")
+  done
+}
+
+# Prints the ports on 127.0.0.1 that component $1 listens on.
+component_ports() {
+  case $1 in
+    etcd) echo "$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT" ;;
+    kube-apiserver) echo "$APISERVER_PORT" ;;
+    kube-controller-manager) ((KCM_PORT == 0)) || echo "$KCM_PORT" ;;
+  esac
+}
+
 # Succeeds when something accepts TCP connections on 127.0.0.1:$1.
 port_in_use() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
@@ -359,14 +415,6 @@ all_running() {
   done
 }
 
-any_running() {
-  local name
-  for name in "${COMPONENTS[@]}"; do
-    running_pid "$name" >/dev/null && return 0
-  done
-  return 1
-}
-
 is_up() {
   all_running && apiserver_ready
 }
@@ -375,11 +423,15 @@ print_env() {
   printf 'export KUBECONFIG=%q\n' "$ADMIN_KUBECONFIG"
 }
 
-# Stops everything after a failed start and exits. The state directory stays
-# so that the logs can be read.
+# Stops the components that this invocation started (STARTED_COMPONENTS)
+# after a failed start and exits. Components that were running before keep
+# running, and the state directory stays so that the logs can be read.
 fail_start() {
   log "error: $*"
-  stop_all
+  local index
+  for ((index = ${#STARTED_COMPONENTS[@]} - 1; index >= 0; index--)); do
+    stop_component "${STARTED_COMPONENTS[index]}"
+  done
   die "start failed. The logs are in $LOG_DIR, and 'e2e/control-plane.sh down' deletes $STATE_DIR."
 }
 
@@ -427,6 +479,19 @@ start_apiserver() {
   # contain loopback addresses, and kube-apiserver v1.37.2 exits at start with
   # "cannot use public IP 127.0.0.1 with endpoint reconciler" unless the
   # reconciler is off. So the `kubernetes` Service has no endpoints.
+  #
+  # --shutdown-watch-termination-grace-period=2s: after SIGTERM, kube-apiserver
+  # stops listening and waits until every connection is idle, for at most
+  # --request-timeout (60s by default). An open watch keeps its connection
+  # busy, so with kube-controller-manager or `kubectl get -w` connected,
+  # kube-apiserver v1.37.2 exited 60 seconds after SIGTERM. With a grace period
+  # above 0 it ends every open watch when the shutdown starts and waits at most
+  # that long for them to close. It then exited within about 1 second on a
+  # 2-core VM, and clients such as informers watch again after the restart.
+  # --shutdown-delay-duration, which keeps serving after SIGTERM so that a load
+  # balancer can notice, already defaults to 0.
+  # NOTE: other requests in flight, which the local tests do not keep open for
+  # long, can still delay the exit for up to --request-timeout.
   start_component kube-apiserver "$BIN_DIR/kube-apiserver" \
     --advertise-address=127.0.0.1 \
     --bind-address=127.0.0.1 \
@@ -442,7 +507,8 @@ start_apiserver() {
     --service-cluster-ip-range="$SERVICE_CLUSTER_IP_RANGE" \
     --authorization-mode=Node,RBAC \
     --allow-privileged=true \
-    --endpoint-reconciler-type=none
+    --endpoint-reconciler-type=none \
+    --shutdown-watch-termination-grace-period=2s
 }
 
 # Starts kube-controller-manager.
@@ -491,22 +557,23 @@ start_controller_manager() {
 
 # --- subcommands ------------------------------------------------------------
 
-cmd_up() {
-  acquire_lock
-  if is_up; then
-    log "already running"
-    print_env
-    return 0
-  fi
-  if any_running; then
-    die "the control plane in $STATE_DIR is only partly running or not ready. Run 'e2e/control-plane.sh status' for details and 'e2e/control-plane.sh down' to reset it."
-  fi
+# Starts every component that is not running, in the order of COMPONENTS and
+# with the state in STATE_DIR, then waits until the control plane is ready and
+# prints the export line. Each component starts only after the one it depends
+# on is ready, whether that one was started now or was running already.
+start_stopped_components() {
+  check_running_ports
 
-  local port
-  for port in "$ETCD_CLIENT_PORT" "$ETCD_PEER_PORT" "$APISERVER_PORT" "$KCM_PORT"; do
-    if ((port > 0)) && port_in_use "$port"; then
-      die "port $port on 127.0.0.1 is already in use. Stop the process that listens on it or choose other ports with the MEDIANEST_E2E_*_PORT variables."
-    fi
+  local name port stopped=()
+  for name in "${COMPONENTS[@]}"; do
+    running_pid "$name" >/dev/null || stopped+=("$name")
+  done
+  for name in "${stopped[@]}"; do
+    for port in $(component_ports "$name"); do
+      if port_in_use "$port"; then
+        die "port $port on 127.0.0.1, which $name needs, is already in use. Stop the process that listens on it or choose other ports with the MEDIANEST_E2E_*_PORT variables."
+      fi
+    done
   done
 
   build_binaries
@@ -516,26 +583,75 @@ cmd_up() {
   mkdir -p "$STATE_DIR"
   touch "$STATE_MARKER"
   mkdir -p "$LOG_DIR" "$PID_DIR" "$STATE_DIR/apiserver"
-  # PID files of processes that exited without `down` would make wait_for
-  # report them as crashed.
-  rm -f "$PID_DIR"/*.pid
+  # A PID file of a component that exited without `down` would make wait_for
+  # report it as crashed.
+  for name in "${stopped[@]}"; do
+    rm -f "$PID_DIR/$name.pid"
+  done
   generate_pki
   write_kubeconfig "$ADMIN_KUBECONFIG" "$CLUSTER_NAME-admin" admin
   write_kubeconfig "$KCM_KUBECONFIG" system:kube-controller-manager controller-manager
 
-  start_etcd
+  running_pid etcd >/dev/null || start_etcd
   wait_for "etcd /health" etcd_healthy
-  start_apiserver
+  running_pid kube-apiserver >/dev/null || start_apiserver
   wait_for "kube-apiserver /readyz" api_get /readyz
   # kube-controller-manager v1.37.2 exits when the apiserver /healthz is not
   # ok within 10 seconds of its start, so it starts only after /readyz is ok.
-  start_controller_manager
+  running_pid kube-controller-manager >/dev/null || start_controller_manager
   # The serviceaccount controller creates this ServiceAccount, and pods cannot
   # be created in a namespace before its `default` ServiceAccount exists.
   wait_for "the ServiceAccount default/default" api_get /api/v1/namespaces/default/serviceaccounts/default
 
-  log "ready after $((SECONDS - START_TIME))s; kubectl is $BIN_DIR/kubectl"
+  if ((${#STARTED_COMPONENTS[@]} == 0)); then
+    log "ready after $((SECONDS - START_TIME))s without starting a component; kubectl is $BIN_DIR/kubectl"
+  else
+    log "started ${STARTED_COMPONENTS[*]}; ready after $((SECONDS - START_TIME))s; kubectl is $BIN_DIR/kubectl"
+  fi
   print_env
+}
+
+cmd_up() {
+  acquire_lock
+  if is_up; then
+    log "already running"
+    print_env
+    return 0
+  fi
+  start_stopped_components
+}
+
+# Stops the named components, or all when none is named, in the reverse order
+# of COMPONENTS and starts them again with the same state.
+cmd_restart() {
+  local names=("$@") name
+  ((${#names[@]} > 0)) || names=("${COMPONENTS[@]}")
+  for name in "${names[@]}"; do
+    case $name in
+      etcd | kube-apiserver | kube-controller-manager) ;;
+      *) die "unknown component '$name'. Use etcd, kube-apiserver or kube-controller-manager, or no name to restart all three." ;;
+    esac
+  done
+
+  acquire_lock
+  if [[ ! -f $STATE_MARKER || ! -f $PKI_DIR/.complete ]]; then
+    die "$STATE_DIR contains no control plane to restart. Run 'e2e/control-plane.sh up' first."
+  fi
+  # Both checks run before anything stops, so that a failed check or a
+  # rebuild does not leave the components stopped.
+  check_running_ports
+  build_binaries
+
+  local index
+  for ((index = ${#COMPONENTS[@]} - 1; index >= 0; index--)); do
+    for name in "${names[@]}"; do
+      if [[ $name == "${COMPONENTS[index]}" ]]; then
+        running_pid "$name" >/dev/null || log "$name is not running; starting it"
+        stop_component "$name"
+      fi
+    done
+  done
+  start_stopped_components
 }
 
 cmd_down() {
@@ -580,6 +696,11 @@ cmd_build() {
   log "binaries are in $BIN_DIR"
 }
 
+usage() {
+  echo "usage: $0 up|down|status|env|build|restart [etcd|kube-apiserver|kube-controller-manager]" >&2
+  exit 2
+}
+
 main() {
   validate_settings
   case ${1:-} in
@@ -588,10 +709,11 @@ main() {
     status) cmd_status ;;
     env) cmd_env ;;
     build) cmd_build ;;
-    *)
-      echo "usage: $0 up|down|status|env|build" >&2
-      exit 2
+    restart)
+      (($# <= 2)) || usage
+      cmd_restart "${@:2}"
       ;;
+    *) usage ;;
   esac
 }
 
