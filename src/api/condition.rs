@@ -7,6 +7,8 @@ use k8s_openapi::jiff::Timestamp;
 pub const READY: &str = "Ready";
 /// The generated NetworkPolicies match the spec.
 pub const NETWORK_READY: &str = "NetworkReady";
+/// The CA and the service certificates are issued and valid.
+pub const CERTIFICATES_READY: &str = "CertificatesReady";
 /// The selected workloads are hardened and the namespaces carry their Pod Security labels.
 pub const WORKLOADS_READY: &str = "WorkloadsReady";
 

@@ -2,6 +2,7 @@
 
 pub mod condition;
 pub mod duration;
+pub mod mtls;
 pub mod policy;
 pub mod rotation;
 pub mod workloads;

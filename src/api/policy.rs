@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::BTreeMap;
 
+use super::mtls::MtlsSpec;
 use super::workloads::WorkloadsSpec;
 
 /// Declares which namespaces are governed and how their pods are isolated on the network.
@@ -69,6 +70,11 @@ pub struct MediaNestSecurityPolicySpec {
     /// labels of those namespaces. Workloads are left as they are when this is unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workloads: Option<WorkloadsSpec>,
+
+    /// Certificates for mutual TLS between the services of the governed namespaces. No
+    /// certificates are issued when this is unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtls: Option<MtlsSpec>,
 }
 
 /// Whether a policy writes what it generates or only reports it.
@@ -487,6 +493,57 @@ pub struct MediaNestSecurityPolicyStatus {
     /// are merged, the strictest value winning.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overlapping_policies: Vec<String>,
+
+    /// The CA and the service certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtls: Option<MtlsStatus>,
+}
+
+/// Observed state of the certificates.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MtlsStatus {
+    /// The Secret that holds the CA, as namespace/name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret: Option<String>,
+
+    /// Expiry of the CA that signs new certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_not_after: Option<String>,
+
+    /// Stable, or the phase of a CA rotation: Propagating (the new CA is trusted but does not
+    /// sign yet), then Reissuing (the new CA signs; the old one stays trusted until the
+    /// certificates it signed have been replaced and have expired).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_phase: Option<String>,
+
+    /// The last value of the security.medianest.io/rotate-ca annotation that was acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation_request: Option<String>,
+
+    /// The service certificates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateStatus>,
+}
+
+/// One service certificate.
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateStatus {
+    /// Namespace of the Service and its Secret.
+    pub namespace: String,
+    /// Name of the Service.
+    pub service: String,
+    /// Name of the kubernetes.io/tls Secret.
+    pub secret: String,
+    /// Expiry of the certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    /// When the certificate is renewed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_at: Option<String>,
 }
 
 /// A workload and what the hardening found for it.

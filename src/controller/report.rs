@@ -81,6 +81,7 @@ pub async fn report(
         workloads: outcome.workloads.reports.clone(),
         pod_security_exceptions: outcome.workloads.exceptions.clone(),
         overlapping_policies: outcome.workloads.overlaps.iter().cloned().collect(),
+        mtls: None,
     };
 
     publish_events(policy, ctx, &outcome, &previous, &status, network_drift).await;

@@ -3,6 +3,7 @@
 //! Nothing here does I/O or reads the clock, so `render`, the unit tests and the controllers
 //! all drive the same code.
 
+pub mod certificates;
 pub mod connectivity;
 pub mod diff;
 pub mod hardening;

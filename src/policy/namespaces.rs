@@ -76,6 +76,7 @@ mod tests {
                 .collect(),
             network: Default::default(),
             workloads: None,
+            mtls: None,
         }
     }
 
