@@ -35,7 +35,7 @@
 #   MEDIANEST_E2E_ETCD_PEER_PORT    etcd peer port (12380)
 #   MEDIANEST_E2E_KCM_PORT          kube-controller-manager HTTPS port for /healthz,
 #                                   0 disables it (0)
-#   MEDIANEST_E2E_START_TIMEOUT     seconds `up` waits for readiness (120)
+#   MEDIANEST_E2E_START_TIMEOUT     seconds `up` and `restart` wait for readiness (120)
 #   MEDIANEST_E2E_STOP_TIMEOUT      seconds `down` and `restart` wait per process
 #                                   after SIGTERM before they send SIGKILL (15)
 #
@@ -119,8 +119,9 @@ validate_settings() {
   [[ $STATE_DIR == /* ]] || die "MEDIANEST_E2E_STATE must be an absolute path, got '$STATE_DIR'"
 }
 
-# Serializes `up`, `restart`, `down` and `build` across concurrent invocations. The lock
-# file sits next to the state directory because `down` deletes the directory.
+# Serializes `up`, `restart`, `down` and `build` across concurrent invocations.
+# The lock file sits next to the state directory because `down` deletes the
+# directory.
 acquire_lock() {
   mkdir -p "$(dirname "$STATE_DIR")"
   exec 9>>"$STATE_DIR.lock"
@@ -369,18 +370,29 @@ port_flags() {
 # Exits when a running component was started with other port settings than
 # the current ones. Starting the missing components with the current settings
 # could otherwise connect a new kube-apiserver to the etcd of another control
-# plane, because etcd here accepts any client on 127.0.0.1.
+# plane, because etcd here accepts any client on 127.0.0.1. The components
+# named in the arguments are not checked, because `restart` stops them.
 check_running_ports() {
-  local name pid arguments flag
+  local skipped=" $* " name pid arguments flag
+  local fix="Run the command again with the settings that started it, or run 'e2e/control-plane.sh down' to reset the control plane in $STATE_DIR."
   for name in "${COMPONENTS[@]}"; do
+    [[ $skipped != *" $name "* ]] || continue
     pid=$(running_pid "$name") || continue
     arguments=$(tr '\0' '\n' 2>/dev/null <"/proc/$pid/cmdline") || continue
     while IFS= read -r flag; do
       if ! grep -qxF -- "$flag" <<<"$arguments"; then
-        die "$name (pid $pid) runs without the flag $flag, so it was started with other MEDIANEST_E2E_*_PORT settings. Run the command again with the settings that started it, or run 'e2e/control-plane.sh down' to reset the control plane in $STATE_DIR."
+        die "$name (pid $pid) runs without the flag $flag, so it was started with other MEDIANEST_E2E_*_PORT settings. $fix"
       fi
     done < <(port_flags "$name")
   done
+  # kube-controller-manager reads the apiserver URL from its kubeconfig once
+  # at start, and only start_stopped_components rewrites that file, after this
+  # check. So the file shows the URL that a running kube-controller-manager uses.
+  [[ $skipped != *" kube-controller-manager "* ]] || return 0
+  local server="    server: https://127.0.0.1:$APISERVER_PORT"
+  if pid=$(running_pid kube-controller-manager) && ! grep -qxF -- "$server" "$KCM_KUBECONFIG" 2>/dev/null; then
+    die "kube-controller-manager (pid $pid) uses another kube-apiserver port than MEDIANEST_E2E_APISERVER_PORT=$APISERVER_PORT, see $KCM_KUBECONFIG. $fix"
+  fi
 }
 
 # Prints the ports on 127.0.0.1 that component $1 listens on.
@@ -432,7 +444,7 @@ fail_start() {
   for ((index = ${#STARTED_COMPONENTS[@]} - 1; index >= 0; index--)); do
     stop_component "${STARTED_COMPONENTS[index]}"
   done
-  die "start failed. The logs are in $LOG_DIR, and 'e2e/control-plane.sh down' deletes $STATE_DIR."
+  die "start failed. The logs are in $LOG_DIR. Run 'e2e/control-plane.sh up' to try again, or 'e2e/control-plane.sh down' to delete $STATE_DIR."
 }
 
 # Polls command "$2..." every 0.2s until it succeeds, with $1 describing the
@@ -481,17 +493,16 @@ start_apiserver() {
   # reconciler is off. So the `kubernetes` Service has no endpoints.
   #
   # --shutdown-watch-termination-grace-period=2s: after SIGTERM, kube-apiserver
-  # stops listening and waits until every connection is idle, for at most
-  # --request-timeout (60s by default). An open watch keeps its connection
-  # busy, so with kube-controller-manager or `kubectl get -w` connected,
-  # kube-apiserver v1.37.2 exited 60 seconds after SIGTERM. With a grace period
-  # above 0 it ends every open watch when the shutdown starts and waits at most
-  # that long for them to close. It then exited within about 1 second on a
-  # 2-core VM, and clients such as informers watch again after the restart.
-  # --shutdown-delay-duration, which keeps serving after SIGTERM so that a load
-  # balancer can notice, already defaults to 0.
-  # NOTE: other requests in flight, which the local tests do not keep open for
-  # long, can still delay the exit for up to --request-timeout.
+  # v1.37.2 stops listening and waits for busy connections for up to
+  # --request-timeout (60s). An open watch keeps its connection busy, so with
+  # kube-controller-manager or `kubectl get -w` connected, it exited only
+  # after 60 seconds. A grace period above 0 makes it end the open watches at
+  # SIGTERM and wait at most that long for them to close. It then exited about
+  # 1.1 seconds after SIGTERM on a 2-core VM, and informers watch again once
+  # it is back. --shutdown-delay-duration, which keeps serving after SIGTERM
+  # so that a load balancer can notice, already defaults to 0.
+  # NOTE: a slow request other than a watch can still delay the exit for up
+  # to --request-timeout.
   start_component kube-apiserver "$BIN_DIR/kube-apiserver" \
     --advertise-address=127.0.0.1 \
     --bind-address=127.0.0.1 \
@@ -629,7 +640,10 @@ cmd_restart() {
   for name in "${names[@]}"; do
     case $name in
       etcd | kube-apiserver | kube-controller-manager) ;;
-      *) die "unknown component '$name'. Use etcd, kube-apiserver or kube-controller-manager, or no name to restart all three." ;;
+      *)
+        log "error: unknown component '$name'. Use etcd, kube-apiserver or kube-controller-manager, or no name to restart all three."
+        exit 2
+        ;;
     esac
   done
 
@@ -637,9 +651,9 @@ cmd_restart() {
   if [[ ! -f $STATE_MARKER || ! -f $PKI_DIR/.complete ]]; then
     die "$STATE_DIR contains no control plane to restart. Run 'e2e/control-plane.sh up' first."
   fi
-  # Both checks run before anything stops, so that a failed check or a
-  # rebuild does not leave the components stopped.
-  check_running_ports
+  # Both steps run before anything stops, so that a failed check does not
+  # leave the components stopped and a rebuild does not keep them stopped.
+  check_running_ports "${names[@]}"
   build_binaries
 
   local index
