@@ -57,6 +57,11 @@ struct RunArgs {
     #[arg(long)]
     policy_selector: Option<String>,
 
+    /// Shortest certificate lifetime a policy may ask for (duration such as 1h). Tests lower
+    /// it to exercise renewal and CA rotation in seconds.
+    #[arg(long, default_value = "1h", value_parser = parse_interval)]
+    min_certificate_lifetime: Duration,
+
     /// Address of the HTTP server for /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
@@ -204,6 +209,7 @@ async fn run_operator(args: RunArgs) -> Result<(), String> {
         operator_namespace: args.namespace,
         resync_interval: args.resync_interval,
         policy_selector: args.policy_selector,
+        min_certificate_lifetime: args.min_certificate_lifetime,
     };
     tracing::info!(
         namespace = %settings.operator_namespace,

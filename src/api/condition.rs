@@ -24,6 +24,10 @@ pub mod reason {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// Writing a generated object failed.
     pub const APPLY_FAILED: &str = "ApplyFailed";
+    /// The CA Secret is missing or unusable.
+    pub const INVALID_CA: &str = "InvalidCA";
+    /// A certificate could not be issued.
+    pub const ISSUE_FAILED: &str = "IssueFailed";
     /// An object of another client has a generated name.
     pub const NAME_CONFLICT: &str = "NameConflict";
     /// The section is not set, so there is nothing to do.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Api;
 use kube::Client;
@@ -35,6 +35,8 @@ pub struct Settings {
     pub resync_interval: Duration,
     /// Label selector limiting which MediaNestSecurityPolicies this instance reconciles.
     pub policy_selector: Option<String>,
+    /// Shortest certificate lifetime a policy may ask for.
+    pub min_certificate_lifetime: Duration,
 }
 
 /// Caches of the objects the workloads step reads.
@@ -46,6 +48,12 @@ pub struct WorkloadStores {
     pub cron_jobs: Store<CronJob>,
     pub jobs: Store<Job>,
     pub pods: Store<PartialObjectMeta<Pod>>,
+    /// Services, by metadata, for choosing which get certificates.
+    pub services: Store<PartialObjectMeta<Service>>,
+    /// Secrets the operator generated (the cache holds only those with its label).
+    pub secrets: Store<Secret>,
+    /// ConfigMaps the operator generated (the cache holds only those with its label).
+    pub config_maps: Store<ConfigMap>,
 }
 
 /// Everything a reconcile needs besides the object itself.
@@ -204,6 +212,53 @@ impl Context {
             .into_iter()
             .find(|workload| workload.id() == *id)
             .is_none_or(|workload| workload.generation() >= generation && workload.rolled_out())
+    }
+
+    /// The cached Services of `namespaces`, for the certificate planner.
+    pub fn service_infos(
+        &self,
+        namespaces: &[String],
+    ) -> Vec<crate::policy::certificates::ServiceInfo> {
+        self.workloads
+            .services
+            .state()
+            .iter()
+            .filter(|service| service.metadata.deletion_timestamp.is_none())
+            .filter_map(|service| {
+                let namespace = service.namespace()?;
+                namespaces
+                    .contains(&namespace)
+                    .then(|| crate::policy::certificates::ServiceInfo {
+                        namespace,
+                        name: service.name_any(),
+                        labels: service.labels().clone(),
+                    })
+            })
+            .collect()
+    }
+
+    /// A Secret the operator generated, from the cache.
+    pub fn cached_secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
+        self.workloads
+            .secrets
+            .get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// A ConfigMap the operator generated, from the cache.
+    pub fn cached_config_map(&self, namespace: &str, name: &str) -> Option<Arc<ConfigMap>> {
+        self.workloads
+            .config_maps
+            .get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// Returns whether the ConfigMap `name` in every one of `namespaces` contains `cert_pem`.
+    pub fn bundles_contain(&self, namespaces: &[String], name: &str, cert_pem: &str) -> bool {
+        namespaces.iter().all(|namespace| {
+            self.cached_config_map(namespace, name)
+                .and_then(|map| map.data.clone())
+                .and_then(|data| data.get("ca.crt").cloned())
+                .is_some_and(|bundle| bundle.contains(cert_pem.trim()))
+        })
     }
 
     /// Labels of a cached namespace.

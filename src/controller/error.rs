@@ -41,6 +41,30 @@ pub enum Error {
         source: kube::Error,
     },
 
+    #[error("failed to read Secret {secret}")]
+    ReadSecret {
+        secret: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("failed to write Secret {secret}")]
+    ApplySecret {
+        secret: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("failed to write ConfigMap {config_map}")]
+    ApplyConfigMap {
+        config_map: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("failed to generate the {what} key: {message}")]
+    GenerateKey { what: String, message: String },
+
     #[error("failed to write the status of {kind} {name}")]
     PatchStatus {
         kind: &'static str,
@@ -66,6 +90,10 @@ impl Error {
             Error::PatchStatus { .. } => "PatchStatusFailed",
             Error::ApplyWorkload { .. } => "ApplyWorkloadFailed",
             Error::ApplyNamespaceLabels { .. } => "ApplyNamespaceLabelsFailed",
+            Error::ReadSecret { .. } => "ReadSecretFailed",
+            Error::ApplySecret { .. } => "ApplySecretFailed",
+            Error::ApplyConfigMap { .. } => "ApplyConfigMapFailed",
+            Error::GenerateKey { .. } => "GenerateKeyFailed",
             Error::MissingField { .. } => "InvalidObject",
         }
     }
@@ -79,8 +107,12 @@ impl Error {
             | Error::ReadNetworkPolicy { source, .. }
             | Error::ApplyWorkload { source, .. }
             | Error::ApplyNamespaceLabels { source, .. }
+            | Error::ReadSecret { source, .. }
+            | Error::ApplySecret { source, .. }
+            | Error::ApplyConfigMap { source, .. }
             | Error::PatchStatus { source, .. } => source,
             Error::MissingField { .. } => return true,
+            Error::GenerateKey { .. } => return false,
         };
         matches!(source, kube::Error::Api(status) if status.code == 422 || status.code == 400)
     }

@@ -3,6 +3,7 @@
 pub mod apply;
 pub mod context;
 pub mod error;
+pub mod mtls;
 pub mod network;
 pub mod policy;
 pub mod report;
@@ -18,7 +19,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
@@ -71,6 +72,9 @@ async fn load_caches(caches: Caches, ready: watch::Sender<bool>) {
     let _ = stores.cron_jobs.wait_until_ready().await;
     let _ = stores.jobs.wait_until_ready().await;
     let _ = stores.pods.wait_until_ready().await;
+    let _ = stores.services.wait_until_ready().await;
+    let _ = stores.secrets.wait_until_ready().await;
+    let _ = stores.config_maps.wait_until_ready().await;
     let _ = ready.send(true);
 }
 
@@ -195,6 +199,17 @@ pub fn controllers(
         }
     };
 
+    let certifying = {
+        let policies = policies.clone();
+        move || {
+            policies
+                .state()
+                .iter()
+                .filter(|policy| policy.spec.mtls.is_some())
+                .map(|policy| ObjectRef::from_obj(policy.as_ref()))
+                .collect::<Vec<_>>()
+        }
+    };
     let (tx, mut rx) = mpsc::unbounded_channel::<Trigger>();
     let config = watcher::Config::default;
     let mut tasks = Vec::new();
@@ -265,6 +280,31 @@ pub fn controllers(
         }
     });
     tasks.push(task);
+    let (services, task) = spawn_cache(
+        Api::<PartialObjectMeta<Service>>::all(client.clone()),
+        config(),
+        tx.clone(),
+        {
+            let certifying = certifying.clone();
+            move |_| certifying()
+        },
+    );
+    tasks.push(task);
+    // Generated Secrets and ConfigMaps carry the policy label, which leads to their policy.
+    let (secrets, task) = spawn_cache(
+        Api::<Secret>::all(client.clone()),
+        config().labels(&managed_selector()),
+        tx.clone(),
+        owning_policies,
+    );
+    tasks.push(task);
+    let (config_maps, task) = spawn_cache(
+        Api::<ConfigMap>::all(client.clone()),
+        config().labels(&managed_selector()),
+        tx.clone(),
+        owning_policies,
+    );
+    tasks.push(task);
     let (pods, task) = spawn_cache(
         Api::<PartialObjectMeta<Pod>>::all(client.clone()),
         config(),
@@ -288,6 +328,9 @@ pub fn controllers(
         cron_jobs,
         jobs,
         pods,
+        services,
+        secrets,
+        config_maps,
     };
     let context = Arc::new(Context::new(
         client,

@@ -21,7 +21,7 @@ use super::context::{Context, backoff_key};
 use super::error::{Error, chain};
 use super::report::{self, Outcome};
 use super::status::write_policy_status;
-use super::{network, workloads};
+use super::{mtls, network, workloads};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "securitypolicy";
@@ -84,10 +84,13 @@ async fn reconcile_inner(policy: &MediaNestSecurityPolicy, ctx: &Context) -> Res
     let workloads =
         workloads::reconcile(ctx, policy, &views, &governed_names, enforce, now()).await;
 
+    let certificates = mtls::reconcile(ctx, policy, &governed_names, enforce, now()).await;
+
     let outcome = Outcome {
         governed: governed_names,
         network,
         workloads,
+        certificates,
     };
     report::report(policy, ctx, outcome, now()).await
 }

@@ -13,6 +13,7 @@ use crate::api::{MediaNestSecurityPolicy, MediaNestSecurityPolicyStatus};
 
 use super::context::Context;
 use super::error::{Error, chain};
+use super::mtls::MtlsOutcome;
 use super::network::NetworkOutcome;
 use super::policy::publish;
 use super::status::write_policy_status;
@@ -23,6 +24,7 @@ pub struct Outcome {
     pub governed: Vec<String>,
     pub network: NetworkOutcome,
     pub workloads: WorkloadsOutcome,
+    pub certificates: MtlsOutcome,
 }
 
 /// Writes status and Events for a finished reconcile, and chooses when the next one runs.
@@ -38,7 +40,15 @@ pub async fn report(
 
     let network = network_condition(&outcome, audit);
     let workloads = workloads_condition(policy, &outcome.workloads, audit);
-    let ready = ready_condition(&[&network, &workloads]);
+    let certificates = outcome.certificates.condition.clone().unwrap_or_else(|| {
+        ConditionUpdate::new(
+            condition::CERTIFICATES_READY,
+            ConditionStatus::True,
+            reason::DISABLED,
+            "spec.mtls is not set",
+        )
+    });
+    let ready = ready_condition(&[&network, &workloads, &certificates]);
     let network_succeeded = outcome.network.failure.is_none();
     let network_drift = if network_succeeded {
         outcome.network.drift.len() as i64
@@ -56,7 +66,7 @@ pub async fn report(
         observed_generation: generation,
         conditions: condition::merge_conditions(
             &previous.conditions,
-            &[ready, network, workloads],
+            &[ready, network, workloads, certificates],
             generation,
             now,
         ),
@@ -81,7 +91,7 @@ pub async fn report(
         workloads: outcome.workloads.reports.clone(),
         pod_security_exceptions: outcome.workloads.exceptions.clone(),
         overlapping_policies: outcome.workloads.overlaps.iter().cloned().collect(),
-        mtls: None,
+        mtls: outcome.certificates.status.clone(),
     };
 
     publish_events(policy, ctx, &outcome, &previous, &status, network_drift).await;
@@ -92,14 +102,19 @@ pub async fn report(
         .failure
         .take()
         .or(outcome.workloads.failure.take())
+        .or(outcome.certificates.failure.take())
     {
         return Err(error);
     }
     let resync = ctx.settings.resync_interval;
-    let next = outcome
-        .workloads
-        .requeue_after
-        .map_or(resync, |soon| soon.min(resync));
+    let soonest = [
+        outcome.workloads.requeue_after,
+        outcome.certificates.requeue_after,
+    ]
+    .into_iter()
+    .flatten()
+    .min();
+    let next = soonest.map_or(resync, |soon| soon.min(resync));
     Ok(Action::requeue(next.max(Duration::from_millis(100))))
 }
 
@@ -325,6 +340,10 @@ async fn publish_events(
             note,
         )
         .await;
+    }
+
+    for (type_, reason, note) in &outcome.certificates.events {
+        publish(ctx, policy, *type_, reason, "Certify", note.clone()).await;
     }
 
     let (drifted, hardened): (Vec<_>, Vec<_>) = outcome

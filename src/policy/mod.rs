@@ -10,6 +10,7 @@ pub mod hardening;
 pub mod names;
 pub mod namespaces;
 pub mod network;
+pub mod pki;
 pub mod podsecurity;
 pub mod selector;
 pub mod validate;

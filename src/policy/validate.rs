@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
+use crate::api::mtls::MtlsSpec;
 use crate::api::policy::{MediaNestSecurityPolicySpec, NetworkSpec, Peer, PortSpec};
 use crate::api::workloads::WorkloadsSpec;
 
@@ -85,6 +86,9 @@ pub fn validate_policy(name: &str, spec: &MediaNestSecurityPolicySpec) -> Result
     validate_network(&spec.network, &mut errors);
     if let Some(workloads) = &spec.workloads {
         validate_workloads(workloads, &mut errors);
+    }
+    if let Some(mtls) = &spec.mtls {
+        validate_mtls(mtls, &mut errors);
     }
 
     if errors.0.is_empty() {
@@ -278,6 +282,56 @@ fn validate_workloads(workloads: &WorkloadsSpec, errors: &mut FieldErrors) {
                 errors.push(
                     format!("{exemption_field}.addCapabilities[{cap_index}]"),
                     format!("{capability:?} is not a capability name; write it in capitals without CAP_, such as NET_BIND_SERVICE"),
+                );
+            }
+        }
+    }
+}
+
+fn validate_mtls(mtls: &MtlsSpec, errors: &mut FieldErrors) {
+    let field = "spec.mtls";
+    let mut parse = |name: &str, value: &crate::api::Duration| match value.parse() {
+        Ok(duration) => Some(duration),
+        Err(error) => {
+            errors.push(format!("{field}.{name}"), error.to_string());
+            None
+        }
+    };
+    let lifetime = parse("lifetime", &mtls.lifetime);
+    let _ = parse("caLifetime", &mtls.ca_lifetime);
+    let _ = parse("propagationDelay", &mtls.propagation_delay);
+    let renew_before = mtls
+        .renew_before
+        .as_ref()
+        .and_then(|value| parse("renewBefore", value));
+    if let (Some(lifetime), Some(renew_before)) = (lifetime, renew_before)
+        && renew_before >= lifetime
+    {
+        errors.push(
+            format!("{field}.renewBefore"),
+            format!(
+                "{} must be shorter than lifetime {}",
+                mtls.renew_before
+                    .as_ref()
+                    .map(|value| value.as_str())
+                    .unwrap_or_default(),
+                mtls.lifetime
+            ),
+        );
+    }
+    for (index, service) in mtls.services.iter().enumerate() {
+        let service_field = format!("{field}.services[{index}]");
+        if service.name.is_some() == service.selector.is_some() {
+            errors.push(service_field.clone(), "set exactly one of name or selector");
+        }
+        if let Some(selector) = &service.selector {
+            errors.selector(selector, &format!("{service_field}.selector"));
+        }
+        for (address_index, address) in service.ip_addresses.iter().enumerate() {
+            if address.parse::<std::net::IpAddr>().is_err() {
+                errors.push(
+                    format!("{service_field}.ipAddresses[{address_index}]"),
+                    format!("{address:?} is not an IP address"),
                 );
             }
         }

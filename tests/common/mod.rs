@@ -60,6 +60,7 @@ pub async fn client() -> Client {
     });
     assert!(!version.git_version.is_empty());
     ensure_crds(&client).await;
+    ensure_operator_namespace(&client).await;
     client
 }
 
@@ -88,6 +89,23 @@ async fn ensure_crds(client: &Client) {
         }
     })
     .await;
+}
+
+/// Creates the operator's own namespace, where generated CAs live, as an install would.
+async fn ensure_operator_namespace(client: &Client) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let namespace = Namespace {
+        metadata: ObjectMeta {
+            name: Some("medianest-system".to_string()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    match api.create(&PostParams::default(), &namespace).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(error) => panic!("failed to create namespace medianest-system: {error}"),
+    }
 }
 
 /// Returns an identifier unique to this test run, short enough for names and label values.
@@ -162,6 +180,15 @@ pub struct Operator {
 impl Operator {
     /// Starts the controllers for the policies labelled with `test_id`.
     pub async fn start(test_id: &str, resync_interval: Duration) -> Self {
+        Self::start_with_floor(test_id, resync_interval, Duration::from_secs(1)).await
+    }
+
+    /// Starts the controllers with `min_certificate_lifetime` as the certificate floor.
+    pub async fn start_with_floor(
+        test_id: &str,
+        resync_interval: Duration,
+        min_certificate_lifetime: Duration,
+    ) -> Self {
         let requests = RequestCounter::default();
         let metrics = Arc::new(Metrics::new());
         let client = medianest_operator::client::build(
@@ -174,6 +201,7 @@ impl Operator {
             operator_namespace: "medianest-system".to_string(),
             resync_interval,
             policy_selector: Some(format!("{TEST_LABEL}={test_id}")),
+            min_certificate_lifetime,
         };
         let (shutdown, signal) = oneshot::channel::<()>();
         let (caches, run) =
