@@ -97,6 +97,15 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One TLS crypto provider for the whole process: the Kubernetes client, certificate
+    // issuance and verification all use aws-lc-rs, so none picks another at start-up.
+    if rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .is_err()
+    {
+        eprintln!("error: another TLS crypto provider was installed first");
+        return ExitCode::FAILURE;
+    }
     match cli.command {
         Command::Run(args) => run(args),
         Command::Crds => print_crds(),

@@ -609,3 +609,59 @@ async fn lifetime_below_floor_refused() {
     operator.stop().await;
     setup.cleanup(&client).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_policy_removes_secrets() {
+    let client = client().await;
+    let setup = Setup::create(&client, "delpol", &["api"]).await;
+    let operator = Operator::start(&setup.id, LONG_RESYNC).await;
+    setup
+        .apply_policy(
+            &client,
+            json!({ "services": [{ "name": "api" }], "deletionPolicy": "Delete" }),
+            json!({}),
+        )
+        .await;
+    let secrets = setup.secrets(&client);
+    let issued = wait_secret(&secrets, "api-tls").await;
+    assert_eq!(
+        issued.owner_references().len(),
+        1,
+        "owned by the policy with deletionPolicy Delete"
+    );
+
+    Api::<MediaNestSecurityPolicy>::all(client.clone())
+        .delete(&setup.id, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for(
+        "the garbage collector to delete the certificate",
+        WATCH_DEADLINE,
+        || async {
+            secrets
+                .get_opt("api-tls")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+    let ca = format!("mn-{}-ca", setup.id);
+    wait_for(
+        "the garbage collector to delete the CA",
+        WATCH_DEADLINE,
+        || async {
+            Api::<Secret>::namespaced(client.clone(), "medianest-system")
+                .get_opt(&ca)
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        },
+    )
+    .await;
+
+    operator.stop().await;
+    setup.cleanup(&client).await;
+}
