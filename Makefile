@@ -20,13 +20,13 @@ fmt: ## Format the code
 
 lint: ## Check formatting and run clippy with warnings as errors
 	$(CARGO) fmt --check
-	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets --features fail-points -- -D warnings
 
 unit: ## Run the tests that need no cluster
-	$(CARGO) test --locked --lib --bins
+	$(CARGO) test --locked --lib --bins --features fail-points
 
 test: ## Run every test; starts the local control plane when none is running
-	e2e/with-control-plane.sh $(CARGO) test --locked --all-targets
+	e2e/with-control-plane.sh $(CARGO) test --locked --all-targets --features fail-points
 
 demo: ## Start a control plane, apply the examples, run the operator and show a drift correction
 	e2e/demo.sh

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+use medianest_operator::api::SecretRotation;
 use medianest_operator::api::duration::parse_duration;
+use medianest_operator::controller::rotation::ROTATE_ANNOTATION;
 use medianest_operator::controller::{self, Settings};
 use medianest_operator::render::{self, Source};
 use medianest_operator::server::{self, ServerState};
@@ -37,8 +39,20 @@ enum Command {
     /// Print the objects the controller would write for the custom resources and cluster
     /// objects in the input files.
     Render(RenderArgs),
+    /// Ask for an immediate rotation of a SecretRotation's Secret.
+    Rotate(RotateArgs),
     /// Print the version.
     Version,
+}
+
+#[derive(clap::Args)]
+struct RotateArgs {
+    /// Name of the SecretRotation.
+    name: String,
+
+    /// Namespace of the SecretRotation.
+    #[arg(short = 'n', long, default_value = "default")]
+    namespace: String,
 }
 
 #[derive(clap::Args)]
@@ -61,6 +75,15 @@ struct RunArgs {
     /// it to exercise renewal and CA rotation in seconds.
     #[arg(long, default_value = "1h", value_parser = parse_interval)]
     min_certificate_lifetime: Duration,
+
+    /// Shortest rotation interval a SecretRotation may ask for (duration such as 1h). Tests
+    /// lower it to rotate in seconds.
+    #[arg(long, default_value = "1h", value_parser = parse_interval)]
+    min_rotation_interval: Duration,
+
+    /// Consumer restarts under way at once in one namespace after Secret rotations.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    max_concurrent_restarts: u16,
 
     /// Address of the HTTP server for /healthz, /readyz and /metrics.
     #[arg(long, default_value = "0.0.0.0:8080")]
@@ -85,6 +108,11 @@ struct RenderArgs {
     /// Namespace the operator would run in; it is never governed unless a policy lists it.
     #[arg(long, default_value = "medianest-system")]
     namespace: String,
+
+    /// Print freshly generated values in the Secrets of SecretRotations instead of redacted
+    /// placeholders.
+    #[arg(long)]
+    show_secrets: bool,
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
@@ -110,9 +138,62 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args),
         Command::Crds => print_crds(),
         Command::Render(args) => render_files(args),
+        Command::Rotate(args) => request_rotation(args),
         Command::Version => {
             println!("medianest-operator {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Sets the rotate annotation of a SecretRotation to the current time.
+fn request_rotation(args: RotateArgs) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: failed to start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let client = client::infer(RequestCounter::default(), None)
+            .await
+            .map_err(|error| format!("failed to build the Kubernetes client: {error}"))?;
+        let api: kube::Api<SecretRotation> = kube::Api::namespaced(client, &args.namespace);
+        let requested = k8s_openapi::jiff::Timestamp::now().to_string();
+        let patch =
+            serde_json::json!({ "metadata": { "annotations": { ROTATE_ANNOTATION: requested } } });
+        api.patch(
+            &args.name,
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .map_err(|error| match error {
+            kube::Error::Api(status) if status.code == 404 => {
+                format!("SecretRotation {}/{} not found", args.namespace, args.name)
+            }
+            other => format!(
+                "failed to request the rotation of {}/{}: {other}",
+                args.namespace, args.name
+            ),
+        })?;
+        Ok::<String, String>(requested)
+    });
+    match result {
+        Ok(requested) => {
+            println!(
+                "Requested a rotation of {}/{} at {requested}",
+                args.namespace, args.name
+            );
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -164,7 +245,7 @@ fn render_files(args: RenderArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match render::render(&input, &args.namespace) {
+    match render::render_with(&input, &args.namespace, args.show_secrets) {
         Ok((yaml, notes)) => {
             for note in notes {
                 eprintln!("note: {note}");
@@ -219,6 +300,8 @@ async fn run_operator(args: RunArgs) -> Result<(), String> {
         resync_interval: args.resync_interval,
         policy_selector: args.policy_selector,
         min_certificate_lifetime: args.min_certificate_lifetime,
+        min_rotation_interval: args.min_rotation_interval,
+        max_concurrent_restarts: usize::from(args.max_concurrent_restarts),
     };
     tracing::info!(
         namespace = %settings.operator_namespace,

@@ -8,9 +8,9 @@ use kube::{Resource, ResourceExt};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::api::MediaNestSecurityPolicy;
 use crate::api::policy::Mode;
 use crate::api::workloads::WorkloadsSpec;
+use crate::api::{MediaNestSecurityPolicy, SecretRotation};
 use crate::controller::workload::Workload;
 use crate::policy::hardening::{self, Owned, WorkloadId};
 use crate::policy::namespaces::{self, NamespaceInfo};
@@ -40,6 +40,8 @@ pub enum RenderError {
     Field(Box<FieldProblem>),
     #[error("failed to encode the output as YAML")]
     Encode(#[source] serde_yaml::Error),
+    #[error("failed to generate a value: {0}")]
+    Generate(String),
 }
 
 /// A problem in one field of one document.
@@ -71,6 +73,8 @@ pub struct Input {
     pub namespaces: Vec<NamespaceInfo>,
     /// Deployments, StatefulSets, DaemonSets and CronJobs.
     pub workloads: Vec<Workload>,
+    /// SecretRotations.
+    pub rotations: Vec<SecretRotation>,
     /// Jobs and bare Pods, which can only be reported, as "Kind namespace/name".
     pub unchangeable: Vec<String>,
     /// Kinds that were skipped because render does not act on them, with their counts.
@@ -221,6 +225,27 @@ fn parse_document(
                 .workloads
                 .push(with_namespace(Workload::CronJob(Arc::new(cron_job))));
         }
+        "SecretRotation" => {
+            expect_api_version(api_version, "security.medianest.io/v1alpha1")
+                .map_err(|message| field_error("apiVersion".into(), message))?;
+            check_name(&name, 253)
+                .map_err(|message| field_error("metadata.name".into(), message))?;
+            let rotation: SecretRotation = serde_path_to_error::deserialize(value.clone())
+                .map_err(|error| {
+                    field_error(error.path().to_string(), error.inner().to_string())
+                })?;
+            let typed = serde_json::to_value(&rotation).unwrap_or(Value::Null);
+            if let Some(unknown) = unknown_fields(&value, &typed, "")
+                .into_iter()
+                .find(|path| !path.starts_with("status"))
+            {
+                return Err(field_error(
+                    unknown,
+                    "unknown field; check its spelling against kubectl explain sr".into(),
+                ));
+            }
+            input.rotations.push(rotation);
+        }
         "Job" | "Pod" => {
             let namespace = value
                 .pointer("/metadata/namespace")
@@ -362,6 +387,16 @@ impl fmt::Display for Note {
 
 /// Renders the objects the controller would write for `input`, as one YAML stream.
 pub fn render(input: &Input, operator_namespace: &str) -> Result<(String, Vec<Note>), RenderError> {
+    render_with(input, operator_namespace, false)
+}
+
+/// Renders like [`render`]; with `show_secrets`, Secrets of SecretRotations carry freshly
+/// generated values instead of redacted placeholders.
+pub fn render_with(
+    input: &Input,
+    operator_namespace: &str,
+    show_secrets: bool,
+) -> Result<(String, Vec<Note>), RenderError> {
     let mut out = String::new();
     let mut notes = Vec::new();
 
@@ -393,12 +428,110 @@ pub fn render(input: &Input, operator_namespace: &str) -> Result<(String, Vec<No
         }
     }
     render_workloads(input, operator_namespace, &mut out, &mut notes)?;
+    render_rotations(input, show_secrets, &mut out)?;
     for (kind, count) in &input.skipped {
         notes.push(Note(format!(
             "skipped {count} {kind} documents: render does not act on this kind"
         )));
     }
     Ok((out, notes))
+}
+
+/// Appends the Secret each SecretRotation creates first. Values are redacted, with a note of
+/// what would be generated, unless `show_secrets` is set.
+fn render_rotations(
+    input: &Input,
+    show_secrets: bool,
+    out: &mut String,
+) -> Result<(), RenderError> {
+    for rotation in &input.rotations {
+        let spec = &rotation.spec;
+        let mut data = serde_json::Map::new();
+        let mut string_data = serde_json::Map::new();
+        for key in &spec.keys {
+            if show_secrets {
+                let values = crate::controller::rotation::generate(&key.name, &key.generator)
+                    .map_err(|error| RenderError::Generate(error.to_string()))?;
+                for (name, value) in values {
+                    data.insert(name, Value::String(base64_encode(&value)));
+                }
+            } else {
+                string_data.insert(
+                    key.name.clone(),
+                    Value::String(format!(
+                        "[redacted: {}]",
+                        describe_generator(&key.generator)
+                    )),
+                );
+                if key.generator.key_pair.is_some() {
+                    string_data.insert(
+                        format!("{}.pub", key.name),
+                        Value::String("[redacted: public key in PEM]".into()),
+                    );
+                }
+            }
+        }
+        let mut body = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": spec.secret_name,
+                "namespace": rotation.namespace().unwrap_or_else(|| "default".into()),
+                "labels": spec.labels,
+                "annotations": spec.annotations,
+            },
+            "type": spec.secret_type,
+        });
+        if show_secrets {
+            body["data"] = Value::Object(data);
+        } else {
+            body["stringData"] = Value::Object(string_data);
+        }
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&body).map_err(RenderError::Encode)?);
+    }
+    Ok(())
+}
+
+fn describe_generator(generator: &crate::api::rotation::Generator) -> String {
+    if let Some(random) = &generator.random_bytes {
+        return format!("{} random bytes, {:?}", random.length, random.encoding).to_lowercase();
+    }
+    if let Some(password) = &generator.password {
+        return format!(
+            "password of {} characters, {:?}",
+            password.length, password.alphabet
+        )
+        .to_lowercase();
+    }
+    if let Some(jwt) = &generator.jwt_hmac {
+        return format!("{:?} key of {} bytes", jwt.algorithm, jwt.length);
+    }
+    if let Some(pair) = &generator.key_pair {
+        return format!("{:?} private key in PEM", pair.algorithm);
+    }
+    "no generator".to_string()
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for index in 0..4 {
+            if index <= chunk.len() {
+                out.push(TABLE[((n >> (18 - 6 * index)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Appends the hardening patches of the input's workloads and the Pod Security labels of

@@ -214,3 +214,137 @@ async fn busy_listen_port_fails_startup() {
         "the error names the address: {logs}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn generated_values_never_logged() {
+    let client = client().await;
+    let id = unique_id("binlog");
+    let namespace = format!("{id}-app");
+    create_namespace(&client, &namespace, &id, &[]).await;
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_medianest-operator"))
+        .args([
+            "run",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+        ])
+        .args([
+            "--policy-selector",
+            &format!("{TEST_LABEL}={id}"),
+            "--min-rotation-interval",
+            "1s",
+        ])
+        .args(["--log-filter", "trace"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the operator binary");
+    // Drain the logs in a thread, so that a full pipe never blocks the operator.
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut logs = Vec::new();
+        let _ = stderr.read_to_end(&mut logs);
+        String::from_utf8_lossy(&logs).into_owned()
+    });
+
+    let rotation: medianest_operator::api::SecretRotation = serde_json::from_value(json!({
+        "apiVersion": "security.medianest.io/v1alpha1",
+        "kind": "SecretRotation",
+        "metadata": { "name": "tokens", "namespace": namespace, "labels": { TEST_LABEL: id } },
+        "spec": {
+            "secretName": "tokens",
+            "keys": [
+                { "name": "jwt", "generator": { "jwtHmac": { "algorithm": "HS512", "length": 64, "encoding": "hex" } } },
+                { "name": "password", "generator": { "password": { "length": 40 } } },
+                { "name": "signing", "generator": { "keyPair": { "algorithm": "ES256" } } },
+            ],
+            "interval": "2s",
+            "previous": { "keep": true, "gracePeriod": "1s" },
+        },
+    }))
+    .unwrap();
+    Api::<medianest_operator::api::SecretRotation>::namespaced(client.clone(), &namespace)
+        .create(&Default::default(), &rotation)
+        .await
+        .unwrap();
+
+    // Collect every value the Secret holds across a few rotations.
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+        Api::namespaced(client.clone(), &namespace);
+    let mut values: Vec<Vec<u8>> = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(8) {
+        if let Ok(Some(secret)) = secrets.get_opt("tokens").await {
+            for value in secret.data.unwrap_or_default().into_values() {
+                if !values.contains(&value.0) {
+                    values.push(value.0);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let _ = child.wait();
+    let logs = reader.join().unwrap();
+
+    assert!(
+        values.len() >= 6,
+        "several rotations happened: {} values",
+        values.len()
+    );
+    assert!(logs.lines().count() > 100, "trace logging was on");
+    for value in &values {
+        let text = String::from_utf8_lossy(value).into_owned();
+        // Search for a distinctive piece: the whole value, and its base64 form as the API
+        // server sends it.
+        let needle: String = text
+            .lines()
+            .filter(|line| !line.starts_with("-----"))
+            .collect::<String>();
+        let needle = needle.chars().take(40).collect::<String>();
+        assert!(
+            !logs.contains(&needle),
+            "a generated value appears in the logs"
+        );
+        let encoded = base64(value);
+        assert!(
+            !logs.contains(&encoded[..encoded.len().min(40)]),
+            "a generated value appears base64-encoded in the logs"
+        );
+    }
+
+    let _ = Api::<medianest_operator::api::SecretRotation>::namespaced(client.clone(), &namespace)
+        .delete("tokens", &Default::default())
+        .await;
+    common::delete_namespaces(&client, &[namespace]).await;
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for index in 0..4 {
+            if index <= chunk.len() {
+                out.push(TABLE[((n >> (18 - 6 * index)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}

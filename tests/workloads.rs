@@ -674,11 +674,16 @@ async fn rollouts_paced_one_at_a_time() {
     })
     .await;
     assert_eq!(first.len(), 1, "one workload at a time: {first:?}");
-    let pending = policy(&client, &setup.id).await.status.unwrap().workloads;
-    assert!(
-        pending.iter().any(|report| report.state == "Pending"),
-        "{pending:?}"
-    );
+    // The status follows the write of the first hardening.
+    wait_for("the others reported as Pending", WATCH_DEADLINE, || async {
+        let status = policy(&client, &setup.id).await.status?;
+        status
+            .workloads
+            .iter()
+            .any(|report| report.state == "Pending")
+            .then_some(())
+    })
+    .await;
 
     wait_for(
         "every workload hardened after the timeouts",

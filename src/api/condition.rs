@@ -24,6 +24,8 @@ pub mod reason {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// Writing a generated object failed.
     pub const APPLY_FAILED: &str = "ApplyFailed";
+    /// The target Secret has another type than the spec asks for.
+    pub const TYPE_MISMATCH: &str = "TypeMismatch";
     /// The CA Secret is missing or unusable.
     pub const INVALID_CA: &str = "InvalidCA";
     /// A certificate could not be issued.

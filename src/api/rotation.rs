@@ -4,14 +4,18 @@
 // duplicated attributes.
 #![allow(clippy::duplicated_attributes)]
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Duration;
+use super::mtls::DeletionPolicy;
 
-/// A Secret whose values the operator generates and rotates on a schedule.
+/// A Secret whose keys the operator generates and rotates on a schedule, keeping the previous
+/// value for a grace period and restarting the workloads that consume it.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "security.medianest.io",
@@ -26,6 +30,21 @@ use super::Duration;
     doc = "A Secret whose keys the operator generates and rotates on a schedule.",
     printcolumn(name = "Secret", type_ = "string", json_path = ".spec.secretName"),
     printcolumn(
+        name = "Version",
+        type_ = "integer",
+        json_path = ".status.currentVersion"
+    ),
+    printcolumn(
+        name = "Last rotated",
+        type_ = "date",
+        json_path = ".status.lastRotation"
+    ),
+    printcolumn(
+        name = "Next rotation",
+        type_ = "string",
+        json_path = ".status.nextRotation"
+    ),
+    printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
@@ -37,6 +56,18 @@ use super::Duration;
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "self.keys.all(k, self.keys.exists_one(j, j.name == k.name))",
+        "message": "key names must be unique within spec.keys",
+        "fieldPath": ".keys",
+    },
+    {
+        "rule": "!has(self.previous) || !self.previous.keep || self.keys.all(k, !self.keys.exists(j, j.name + self.previous.suffix == k.name))",
+        "message": "a key name plus previous.suffix must not be another key's name",
+        "fieldPath": ".previous.suffix",
+    },
+]))]
 pub struct SecretRotationSpec {
     /// Name of the Secret to generate, in the namespace of this SecretRotation.
     #[schemars(
@@ -45,9 +76,300 @@ pub struct SecretRotationSpec {
     )]
     pub secret_name: String,
 
-    /// Time between rotations, such as 2160h or 90d. Defaults to 90d.
+    /// Type of the Secret. Defaults to Opaque.
+    #[serde(default = "default_secret_type")]
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_type: String,
+
+    /// Labels to put on the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub labels: BTreeMap<String, String>,
+
+    /// Annotations to put on the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub annotations: BTreeMap<String, String>,
+
+    /// The keys of the Secret and how each value is generated.
+    #[schemars(length(min = 1, max = 32))]
+    pub keys: Vec<KeySpec>,
+
+    /// Time between rotations, such as 2160h or 90d. Defaults to 90d. Intervals below one hour
+    /// are refused unless the operator runs with a lower --min-rotation-interval.
     #[serde(default = "default_interval")]
     pub interval: Duration,
+
+    /// Whether the previous value of each key is kept after a rotation, under which key name,
+    /// and for how long.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<PreviousValue>,
+
+    /// Workloads restarted after each rotation, so that they load the new value.
+    #[serde(default)]
+    pub consumers: Consumers,
+
+    /// What to do when the Secret exists and the operator did not generate it (for example a
+    /// value that was hard-coded and may have leaked): Rotate replaces it at once (the
+    /// default); Keep keeps the value until the first scheduled rotation.
+    #[serde(default)]
+    pub existing_secret: ExistingSecret,
+
+    /// What to do when someone edits a generated value: Rotate replaces it at once (the
+    /// default, since the value may be compromised); Adopt keeps the edited value. A Warning
+    /// Event is published either way.
+    #[serde(default)]
+    pub on_edit: OnEdit,
+
+    /// Replace a Secret of another type than secretType. Without it such a Secret is
+    /// reported and left alone. Defaults to false.
+    #[serde(default)]
+    pub allow_type_change: bool,
+
+    /// What happens to the Secret when this SecretRotation is deleted: Retain (the default)
+    /// keeps it, because consumers depend on it; Delete removes it.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// One key of the Secret.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeySpec {
+    /// Key name in the Secret's data, such as jwt-signing-key.
+    #[schemars(length(min = 1, max = 200), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub name: String,
+
+    /// How the value is generated.
+    pub generator: Generator,
+}
+
+/// How a value is generated; set exactly one field.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "[has(self.randomBytes), has(self.password), has(self.jwtHmac), has(self.keyPair)].filter(x, x).size() == 1",
+    "message": "set exactly one of randomBytes, password, jwtHmac or keyPair",
+}]))]
+pub struct Generator {
+    /// Random bytes from the operating system's secure random source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub random_bytes: Option<RandomBytes>,
+
+    /// A password of random characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Password>,
+
+    /// A key for HMAC-signed JSON Web Tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_hmac: Option<JwtHmac>,
+
+    /// An asymmetric key pair for signing tokens. The key holds the private key in PEM and
+    /// KEY.pub the public key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_pair: Option<KeyPair>,
+}
+
+/// Random bytes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RandomBytes {
+    /// Number of random bytes, before encoding: 1 to 4096.
+    #[schemars(range(min = 1, max = 4096))]
+    pub length: i32,
+
+    /// Encoding of the bytes in the Secret. Defaults to base64.
+    #[serde(default)]
+    pub encoding: Encoding,
+}
+
+/// How random bytes are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    /// Standard base64 with padding.
+    #[default]
+    Base64,
+    /// URL-safe base64 without padding.
+    Base64url,
+    /// Lowercase hexadecimal.
+    Hex,
+    /// The bytes themselves.
+    Raw,
+}
+
+/// A password.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Password {
+    /// Number of characters: 8 to 1024.
+    #[schemars(range(min = 8, max = 1024))]
+    pub length: i32,
+
+    /// Characters to draw from: alphanumeric (the default), urlSafe (letters, digits and
+    /// -._~) or ascii (printable ASCII without space, quotes and backslash).
+    #[serde(default)]
+    pub alphabet: Alphabet,
+
+    /// Character classes that appear at least once: lower, upper, digit, symbol.
+    #[serde(default)]
+    #[schemars(length(max = 4), extend("x-kubernetes-list-type" = "set"))]
+    pub require: Vec<CharacterClass>,
+}
+
+/// Alphabet of a password.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Alphabet {
+    #[default]
+    Alphanumeric,
+    UrlSafe,
+    Ascii,
+}
+
+/// A class of characters.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum CharacterClass {
+    Lower,
+    Upper,
+    Digit,
+    Symbol,
+}
+
+/// An HMAC key for JSON Web Tokens.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.length >= (self.algorithm == 'HS256' ? 32 : self.algorithm == 'HS384' ? 48 : 64)",
+    "message": "length is too short for the algorithm: HS256 needs at least 32 bytes, HS384 48 and HS512 64, the size of its hash",
+    "fieldPath": ".length",
+}]))]
+pub struct JwtHmac {
+    /// HS256, HS384 or HS512.
+    pub algorithm: HmacAlgorithm,
+
+    /// Key length in bytes: at least the hash size (32 for HS256, 48 for HS384, 64 for HS512),
+    /// at most 4096. Defaults to 64.
+    #[serde(default = "default_jwt_length")]
+    #[schemars(range(min = 1, max = 4096))]
+    pub length: i32,
+
+    /// Encoding of the key in the Secret. Defaults to base64.
+    #[serde(default)]
+    pub encoding: Encoding,
+}
+
+/// HMAC algorithm of a JSON Web Token key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum HmacAlgorithm {
+    HS256,
+    HS384,
+    HS512,
+}
+
+/// An asymmetric key pair.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyPair {
+    /// RS256 (RSA 2048) or ES256 (ECDSA P-256).
+    pub algorithm: KeyPairAlgorithm,
+}
+
+/// Algorithm of a token-signing key pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum KeyPairAlgorithm {
+    RS256,
+    ES256,
+}
+
+/// The previous value, kept after a rotation for consumers that still hold it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviousValue {
+    /// Keep the previous value of each key. Defaults to true.
+    #[serde(default = "default_true")]
+    pub keep: bool,
+
+    /// Suffix of the key that holds the previous value: jwt-signing-key.previous for the
+    /// default .previous.
+    #[serde(default = "default_suffix")]
+    #[schemars(length(min = 1, max = 50), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    pub suffix: String,
+
+    /// How long the previous value is kept after a rotation, such as 24h. Must not be longer
+    /// than interval. Defaults to 24h.
+    #[serde(default = "default_grace")]
+    pub grace_period: Duration,
+}
+
+/// The workloads that consume the Secret.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Consumers {
+    /// Workloads to restart, by kind and name, in this namespace.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    pub workloads: Vec<ConsumerRef>,
+
+    /// Also restart every Deployment, StatefulSet and DaemonSet of this namespace whose pod
+    /// template refers to the Secret through env, envFrom or a volume. Defaults to false.
+    #[serde(default)]
+    pub discover: bool,
+
+    /// Restarts of one workload are at least this far apart, so that several rotations close
+    /// together (of this Secret or of others the workload uses) cause one rollout. Defaults
+    /// to 30s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_window: Option<Duration>,
+}
+
+/// A workload by kind and name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerRef {
+    /// Deployment, StatefulSet or DaemonSet.
+    pub kind: ConsumerKind,
+    /// Name of the workload.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub name: String,
+}
+
+/// Kind of a consumer workload.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+pub enum ConsumerKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+/// What to do with a Secret the operator did not generate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ExistingSecret {
+    /// Rotate it at once.
+    #[default]
+    Rotate,
+    /// Keep its values until the first scheduled rotation.
+    Keep,
+}
+
+/// What to do when a generated value was edited.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum OnEdit {
+    /// Rotate at once.
+    #[default]
+    Rotate,
+    /// Keep the edited value.
+    Adopt,
 }
 
 /// Observed state of a SecretRotation, written by the operator.
@@ -61,8 +383,48 @@ pub struct SecretRotationStatus {
     /// Ready reports whether the Secret exists and is rotated on schedule.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+
+    /// Version of the current values, counting from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_version: Option<i64>,
+
+    /// When the values were last rotated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation: Option<String>,
+
+    /// When the next scheduled rotation is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_rotation: Option<String>,
+
+    /// The last value of the security.medianest.io/rotate annotation that was acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotation_request: Option<String>,
+
+    /// Workloads restarted for the current version, as Kind/name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restarted_consumers: Vec<String>,
 }
 
 fn default_interval() -> Duration {
     Duration::new("90d")
+}
+
+fn default_secret_type() -> String {
+    "Opaque".to_string()
+}
+
+fn default_jwt_length() -> i32 {
+    64
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_suffix() -> String {
+    ".previous".to_string()
+}
+
+fn default_grace() -> Duration {
+    Duration::new("24h")
 }

@@ -17,7 +17,7 @@ use kube::runtime::events::{Event, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 
-use crate::api::MediaNestSecurityPolicy;
+use crate::api::{MediaNestSecurityPolicy, SecretRotation};
 use crate::policy::hardening::WorkloadId;
 use crate::policy::names::{MANAGER, POLICY_LABEL};
 use crate::policy::namespaces::NamespaceInfo;
@@ -37,6 +37,10 @@ pub struct Settings {
     pub policy_selector: Option<String>,
     /// Shortest certificate lifetime a policy may ask for.
     pub min_certificate_lifetime: Duration,
+    /// Shortest rotation interval a SecretRotation may ask for.
+    pub min_rotation_interval: Duration,
+    /// Consumer restarts under way at once in one namespace.
+    pub max_concurrent_restarts: usize,
 }
 
 /// Caches of the objects the workloads step reads.
@@ -64,10 +68,13 @@ pub struct Context {
     pub namespaces: Store<PartialObjectMeta<Namespace>>,
     pub network_policies: Store<NetworkPolicy>,
     pub policies: Store<MediaNestSecurityPolicy>,
+    pub rotations: Store<SecretRotation>,
     pub workloads: WorkloadStores,
     pub rollouts: RolloutLimiter,
     recorder: Recorder,
     failures: Mutex<HashMap<String, u32>>,
+    /// The key of the value hashes, read or created once.
+    hash_key: tokio::sync::Mutex<Option<Vec<u8>>>,
     /// Specs of bare Pods by uid, read once each: the Pod cache holds metadata only, and a
     /// Pod's spec does not change in the ways hardening checks.
     bare_pods: Mutex<HashMap<String, Arc<Pod>>>,
@@ -78,10 +85,7 @@ impl Context {
         client: Client,
         settings: Settings,
         metrics: Arc<Metrics>,
-        namespaces: Store<PartialObjectMeta<Namespace>>,
-        network_policies: Store<NetworkPolicy>,
-        policies: Store<MediaNestSecurityPolicy>,
-        workloads: WorkloadStores,
+        caches: &super::Caches,
     ) -> Self {
         let reporter = Reporter {
             controller: MANAGER.to_string(),
@@ -92,10 +96,12 @@ impl Context {
             client,
             settings,
             metrics,
-            namespaces,
-            network_policies,
-            policies,
-            workloads,
+            namespaces: caches.namespaces.clone(),
+            network_policies: caches.network_policies.clone(),
+            policies: caches.policies.clone(),
+            rotations: caches.rotations.clone(),
+            workloads: caches.workloads.clone(),
+            hash_key: tokio::sync::Mutex::new(None),
             rollouts: RolloutLimiter::default(),
             failures: Mutex::new(HashMap::new()),
             bare_pods: Mutex::new(HashMap::new()),
@@ -212,6 +218,81 @@ impl Context {
             .into_iter()
             .find(|workload| workload.id() == *id)
             .is_none_or(|workload| workload.generation() >= generation && workload.rolled_out())
+    }
+
+    /// The key of the value hashes of generated Secrets, from the Secret
+    /// medianest-operator-hash-key in the operator's namespace, which is created with 32
+    /// random bytes when missing.
+    pub async fn hash_key(&self) -> Result<Vec<u8>, super::error::Error> {
+        use k8s_openapi::ByteString;
+        use kube::api::PostParams;
+
+        let mut cached = self.hash_key.lock().await;
+        if let Some(key) = cached.as_ref() {
+            return Ok(key.clone());
+        }
+        let namespace = &self.settings.operator_namespace;
+        let name = super::rotation::HASH_KEY_SECRET;
+        let label = format!("{namespace}/{name}");
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let read = |source| super::error::Error::ReadSecret {
+            secret: label.clone(),
+            source,
+        };
+        let existing = api.get_opt(name).await.map_err(read)?;
+        let key = match existing
+            .and_then(|secret| secret.data?.get("key").map(|value| value.0.clone()))
+        {
+            Some(key) if key.len() >= 32 => key,
+            _ => {
+                let value = crate::policy::generators::random_bytes(
+                    32,
+                    crate::policy::generators::Encoding::Raw,
+                )
+                .map_err(|error| super::error::Error::GenerateKey {
+                    what: "hash".to_string(),
+                    message: error.to_string(),
+                })?;
+                let secret = Secret {
+                    metadata: kube::api::ObjectMeta {
+                        name: Some(name.to_string()),
+                        labels: Some(std::collections::BTreeMap::from([(
+                            crate::policy::names::MANAGED_BY_LABEL.to_string(),
+                            MANAGER.to_string(),
+                        )])),
+                        ..Default::default()
+                    },
+                    data: Some(std::collections::BTreeMap::from([(
+                        "key".to_string(),
+                        ByteString(value.expose().to_vec()),
+                    )])),
+                    ..Default::default()
+                };
+                let params = PostParams {
+                    field_manager: Some(MANAGER.to_string()),
+                    ..PostParams::default()
+                };
+                match api.create(&params, &secret).await {
+                    Ok(_) => value.expose().to_vec(),
+                    // Another replica created it first: use that one.
+                    Err(kube::Error::Api(status)) if status.code == 409 => api
+                        .get(name)
+                        .await
+                        .map_err(read)?
+                        .data
+                        .and_then(|data| data.get("key").map(|value| value.0.clone()))
+                        .unwrap_or_default(),
+                    Err(source) => {
+                        return Err(super::error::Error::ApplySecret {
+                            secret: label.clone(),
+                            source,
+                        });
+                    }
+                }
+            }
+        };
+        *cached = Some(key.clone());
+        Ok(key)
     }
 
     /// The cached Services of `namespaces`, for the certificate planner.

@@ -3,11 +3,13 @@
 pub mod apply;
 pub mod context;
 pub mod error;
+pub mod failpoints;
 pub mod mtls;
 pub mod network;
 pub mod policy;
 pub mod report;
 pub mod rollouts;
+pub mod rotation;
 pub mod status;
 pub mod workload;
 pub mod workloads;
@@ -30,7 +32,7 @@ use kube::{Api, Client};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::api::MediaNestSecurityPolicy;
+use crate::api::{MediaNestSecurityPolicy, SecretRotation};
 use crate::policy::names::{POLICY_LABEL, managed_selector};
 use crate::telemetry::Metrics;
 
@@ -42,6 +44,7 @@ pub struct Caches {
     pub namespaces: reflector::Store<PartialObjectMeta<Namespace>>,
     pub network_policies: reflector::Store<NetworkPolicy>,
     pub policies: reflector::Store<MediaNestSecurityPolicy>,
+    pub rotations: reflector::Store<SecretRotation>,
     pub workloads: WorkloadStores,
     ready: watch::Receiver<bool>,
 }
@@ -52,6 +55,15 @@ impl Caches {
         let mut ready = self.ready.clone();
         // An error means the loading task ended, which happens only at shutdown.
         let _ = ready.wait_for(|loaded| *loaded).await;
+    }
+
+    /// Waits for the caches like `wait_until_ready`, but at most `CACHE_WAIT`, so that a
+    /// reconcile, and a shutdown waiting for it, never hangs on a cache that cannot load (for
+    /// example when RBAC forbids a list). Returns whether they loaded.
+    async fn wait_bounded(&self) -> bool {
+        tokio::time::timeout(CACHE_WAIT, self.wait_until_ready())
+            .await
+            .is_ok()
     }
 }
 
@@ -81,19 +93,36 @@ async fn load_caches(caches: Caches, ready: watch::Sender<bool>) {
 /// How long a reconcile waits for the caches before it tries again later.
 const CACHE_WAIT: Duration = Duration::from_secs(5);
 
-/// A request to reconcile one policy, sent by the tasks that keep the caches.
+/// A request to reconcile one policy.
 type Trigger = ObjectRef<MediaNestSecurityPolicy>;
 
-/// Keeps a cache of `api` in its own task, and sends the policies `map` names for every
+/// A request to reconcile one SecretRotation.
+type RotationTrigger = ObjectRef<SecretRotation>;
+
+/// Where a cache task sends the reconcile requests an object change causes.
+#[derive(Clone)]
+struct Triggers {
+    policies: mpsc::UnboundedSender<Trigger>,
+    rotations: mpsc::UnboundedSender<RotationTrigger>,
+}
+
+/// The reconcile requests one changed object causes.
+#[derive(Default)]
+struct Requests {
+    policies: Vec<Trigger>,
+    rotations: Vec<RotationTrigger>,
+}
+
+/// Keeps a cache of `api` in its own task, and sends the requests `map` returns for every
 /// changed object.
 ///
-/// The task, not the controller, drives the watch, so a cache fills up even while every
+/// The task, not a controller, drives the watch, so a cache fills up even while every
 /// reconcile waits for it.
 fn spawn_cache<K>(
     api: Api<K>,
     config: watcher::Config,
-    triggers: mpsc::UnboundedSender<Trigger>,
-    map: impl Fn(&K) -> Vec<Trigger> + Send + 'static,
+    triggers: Triggers,
+    map: impl Fn(&K) -> Requests + Send + 'static,
 ) -> (reflector::Store<K>, JoinHandle<()>)
 where
     K: kube::Resource
@@ -115,9 +144,13 @@ where
             .for_each(move |result| {
                 match result {
                     Ok(object) => {
-                        for trigger in map(&object) {
-                            // The receiver is gone only at shutdown.
-                            let _ = triggers.send(trigger);
+                        let requests = map(&object);
+                        // The receivers are gone only at shutdown.
+                        for trigger in requests.policies {
+                            let _ = triggers.policies.send(trigger);
+                        }
+                        for trigger in requests.rotations {
+                            let _ = triggers.rotations.send(trigger);
                         }
                     }
                     Err(error) => tracing::warn!(
@@ -133,11 +166,11 @@ where
 }
 
 /// References to the MediaNestSecurityPolicies that own `object` or that its policy label
-/// names. The label still leads to the policy when someone has stripped or changed the
-/// owner references.
-fn owning_policies<K: kube::Resource>(object: &K) -> Vec<Trigger> {
+/// names, and to the SecretRotation its rotation label names. The labels still lead to the
+/// owner when someone has stripped or changed the owner references.
+fn generated_owners<K: kube::Resource>(object: &K) -> Requests {
     let meta = object.meta();
-    let mut triggers: Vec<Trigger> = meta
+    let mut policies: Vec<Trigger> = meta
         .owner_references
         .iter()
         .flatten()
@@ -147,15 +180,30 @@ fn owning_policies<K: kube::Resource>(object: &K) -> Vec<Trigger> {
         })
         .map(|owner| ObjectRef::new(&owner.name))
         .collect();
-    if let Some(name) = meta
-        .labels
-        .as_ref()
-        .and_then(|labels| labels.get(POLICY_LABEL))
-    {
-        triggers.push(ObjectRef::new(name));
+    let labels = meta.labels.clone().unwrap_or_default();
+    if let Some(name) = labels.get(POLICY_LABEL) {
+        policies.push(ObjectRef::new(name));
     }
-    triggers.dedup();
-    triggers
+    policies.dedup();
+    let rotations = match (
+        labels.get(rotation::ROTATION_LABEL),
+        meta.namespace.as_deref(),
+    ) {
+        (Some(name), Some(namespace)) => vec![ObjectRef::new(name).within(namespace)],
+        _ => Vec::new(),
+    };
+    Requests {
+        policies,
+        rotations,
+    }
+}
+
+/// Turns an unbounded receiver into a stream that ends at shutdown.
+fn trigger_stream<T: Send + 'static>(
+    mut receiver: mpsc::UnboundedReceiver<T>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).take_until(shutdown)
 }
 
 /// Builds the controllers and returns their caches and the future that runs them until
@@ -166,158 +214,176 @@ pub fn controllers(
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> (Caches, impl Future<Output = ()> + Send) {
+    let shutdown = shutdown.shared();
     let mut policy_watch = watcher::Config::default();
+    let mut rotation_watch = watcher::Config::default();
     if let Some(selector) = &settings.policy_selector {
         policy_watch = policy_watch.labels(selector);
+        rotation_watch = rotation_watch.labels(selector);
     }
-    let controller = Controller::new(
+    let policy_controller = Controller::new(
         Api::<MediaNestSecurityPolicy>::all(client.clone()),
         policy_watch,
     );
-    let policies = controller.store();
+    let rotation_controller =
+        Controller::new(Api::<SecretRotation>::all(client.clone()), rotation_watch);
+    let policies = policy_controller.store();
+    let rotations = rotation_controller.store();
 
-    // Every policy, for a namespace change; the hardening ones, for a workload change.
-    let all = {
+    // Every policy, for a namespace change; those with a section, for a change of its kinds;
+    // every SecretRotation of a namespace, for a workload change there.
+    let policies_where = {
         let policies = policies.clone();
-        move || {
+        move |filter: fn(&MediaNestSecurityPolicy) -> bool| {
             policies
                 .state()
                 .iter()
+                .filter(|policy| filter(policy))
                 .map(|policy| ObjectRef::from_obj(policy.as_ref()))
                 .collect::<Vec<_>>()
         }
     };
-    let hardening = {
-        let policies = policies.clone();
-        move || {
-            policies
+    let rotations_in = {
+        let rotations = rotations.clone();
+        move |namespace: Option<&str>| {
+            rotations
                 .state()
                 .iter()
-                .filter(|policy| policy.spec.workloads.is_some())
-                .map(|policy| ObjectRef::from_obj(policy.as_ref()))
+                .filter(|rotation| rotation.namespace().as_deref() == namespace)
+                .map(|rotation| ObjectRef::from_obj(rotation.as_ref()))
                 .collect::<Vec<_>>()
         }
     };
 
-    let certifying = {
-        let policies = policies.clone();
-        move || {
-            policies
-                .state()
-                .iter()
-                .filter(|policy| policy.spec.mtls.is_some())
-                .map(|policy| ObjectRef::from_obj(policy.as_ref()))
-                .collect::<Vec<_>>()
-        }
+    let (policy_sender, policy_receiver) = mpsc::unbounded_channel::<Trigger>();
+    let (rotation_sender, rotation_receiver) = mpsc::unbounded_channel::<RotationTrigger>();
+    let triggers = Triggers {
+        policies: policy_sender,
+        rotations: rotation_sender,
     };
-    let (tx, mut rx) = mpsc::unbounded_channel::<Trigger>();
     let config = watcher::Config::default;
+    let managed = || watcher::Config::default().labels(&managed_selector());
     let mut tasks = Vec::new();
+
+    let every = policies_where.clone();
     let (namespaces, task) = spawn_cache(
         Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
         config(),
-        tx.clone(),
-        {
-            let all = all.clone();
-            move |_| all()
+        triggers.clone(),
+        move |_| Requests {
+            policies: every(|_| true),
+            rotations: Vec::new(),
         },
     );
     tasks.push(task);
-    let managed = config().labels(&managed_selector());
     let (network_policies, task) = spawn_cache(
         Api::<NetworkPolicy>::all(client.clone()),
-        managed,
-        tx.clone(),
-        owning_policies,
+        managed(),
+        triggers.clone(),
+        generated_owners,
     );
     tasks.push(task);
-    // A workload change may be drift to revert, or the end of a rollout that frees a slot.
+
+    // A workload change may be drift to revert, the end of a rollout that frees a slot, or a
+    // new consumer of a rotated Secret.
+    let workload_requests = {
+        let policies_where = policies_where.clone();
+        let rotations_in = rotations_in.clone();
+        move |namespace: Option<&str>| Requests {
+            policies: policies_where(|policy| policy.spec.workloads.is_some()),
+            rotations: rotations_in(namespace),
+        }
+    };
+    let on_deployment = workload_requests.clone();
     let (deployments, task) = spawn_cache(
         Api::<Deployment>::all(client.clone()),
         config(),
-        tx.clone(),
-        {
-            let hardening = hardening.clone();
-            move |_| hardening()
-        },
+        triggers.clone(),
+        move |object: &Deployment| on_deployment(object.metadata.namespace.as_deref()),
     );
     tasks.push(task);
+    let on_stateful_set = workload_requests.clone();
     let (stateful_sets, task) = spawn_cache(
         Api::<StatefulSet>::all(client.clone()),
         config(),
-        tx.clone(),
-        {
-            let hardening = hardening.clone();
-            move |_| hardening()
-        },
+        triggers.clone(),
+        move |object: &StatefulSet| on_stateful_set(object.metadata.namespace.as_deref()),
     );
     tasks.push(task);
+    let on_daemon_set = workload_requests.clone();
     let (daemon_sets, task) = spawn_cache(
         Api::<DaemonSet>::all(client.clone()),
         config(),
-        tx.clone(),
-        {
-            let hardening = hardening.clone();
-            move |_| hardening()
+        triggers.clone(),
+        move |object: &DaemonSet| on_daemon_set(object.metadata.namespace.as_deref()),
+    );
+    tasks.push(task);
+    let on_cron_job = policies_where.clone();
+    let (cron_jobs, task) = spawn_cache(
+        Api::<CronJob>::all(client.clone()),
+        config(),
+        triggers.clone(),
+        move |_| Requests {
+            policies: on_cron_job(|policy| policy.spec.workloads.is_some()),
+            rotations: Vec::new(),
         },
     );
     tasks.push(task);
-    let (cron_jobs, task) =
-        spawn_cache(Api::<CronJob>::all(client.clone()), config(), tx.clone(), {
-            let hardening = hardening.clone();
-            move |_| hardening()
-        });
-    tasks.push(task);
     // Jobs and Pods that a controller owns follow a template that is checked on its own.
-    let (jobs, task) = spawn_cache(Api::<Job>::all(client.clone()), config(), tx.clone(), {
-        let hardening = hardening.clone();
-        move |job: &Job| {
-            if job.metadata.owner_references.is_none() {
-                hardening()
+    let on_job = policies_where.clone();
+    let (jobs, task) = spawn_cache(
+        Api::<Job>::all(client.clone()),
+        config(),
+        triggers.clone(),
+        move |job: &Job| Requests {
+            policies: if job.metadata.owner_references.is_none() {
+                on_job(|policy| policy.spec.workloads.is_some())
             } else {
                 Vec::new()
-            }
-        }
-    });
+            },
+            rotations: Vec::new(),
+        },
+    );
     tasks.push(task);
+    let on_pod = policies_where.clone();
+    let (pods, task) = spawn_cache(
+        Api::<PartialObjectMeta<Pod>>::all(client.clone()),
+        config(),
+        triggers.clone(),
+        move |pod: &PartialObjectMeta<Pod>| Requests {
+            policies: if pod.metadata.owner_references.is_none() {
+                on_pod(|policy| policy.spec.workloads.is_some())
+            } else {
+                Vec::new()
+            },
+            rotations: Vec::new(),
+        },
+    );
+    tasks.push(task);
+    let on_service = policies_where;
     let (services, task) = spawn_cache(
         Api::<PartialObjectMeta<Service>>::all(client.clone()),
         config(),
-        tx.clone(),
-        {
-            let certifying = certifying.clone();
-            move |_| certifying()
+        triggers.clone(),
+        move |_| Requests {
+            policies: on_service(|policy| policy.spec.mtls.is_some()),
+            rotations: Vec::new(),
         },
     );
     tasks.push(task);
-    // Generated Secrets and ConfigMaps carry the policy label, which leads to their policy.
+    // Generated Secrets and ConfigMaps carry a label that leads to their owner.
     let (secrets, task) = spawn_cache(
         Api::<Secret>::all(client.clone()),
-        config().labels(&managed_selector()),
-        tx.clone(),
-        owning_policies,
+        managed(),
+        triggers.clone(),
+        generated_owners,
     );
     tasks.push(task);
     let (config_maps, task) = spawn_cache(
         Api::<ConfigMap>::all(client.clone()),
-        config().labels(&managed_selector()),
-        tx.clone(),
-        owning_policies,
-    );
-    tasks.push(task);
-    let (pods, task) = spawn_cache(
-        Api::<PartialObjectMeta<Pod>>::all(client.clone()),
-        config(),
-        tx,
-        {
-            move |pod: &PartialObjectMeta<Pod>| {
-                if pod.metadata.owner_references.is_none() {
-                    hardening()
-                } else {
-                    Vec::new()
-                }
-            }
-        },
+        managed(),
+        triggers,
+        generated_owners,
     );
     tasks.push(task);
 
@@ -332,43 +398,27 @@ pub fn controllers(
         secrets,
         config_maps,
     };
-    let context = Arc::new(Context::new(
-        client,
-        settings,
-        metrics,
-        namespaces.clone(),
-        network_policies.clone(),
-        policies.clone(),
-        workloads.clone(),
-    ));
     let (ready_sender, ready) = watch::channel(false);
     let caches = Caches {
         namespaces,
         network_policies,
         policies,
+        rotations,
         workloads,
         ready,
     };
+    let context = Arc::new(Context::new(client, settings, metrics, &caches));
     tasks.push(tokio::spawn(load_caches(caches.clone(), ready_sender)));
 
-    // The trigger stream ends at shutdown, which lets the controller finish.
-    let shutdown = shutdown.shared();
-    let triggers =
-        futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).take_until(shutdown.clone());
     let ready = caches.clone();
-    let run = controller
-        .reconcile_on(triggers)
-        .graceful_shutdown_on(shutdown)
+    let policy_run = policy_controller
+        .reconcile_on(trigger_stream(policy_receiver, shutdown.clone()))
+        .graceful_shutdown_on(shutdown.clone())
         .run(
             move |policy, ctx| {
                 let ready = ready.clone();
                 async move {
-                    // A reconcile against a half-filled cache would see namespaces or
-                    // generated objects as missing. It waits for the first complete lists,
-                    // but not forever, so that a shutdown never waits on a cache that cannot
-                    // load (for example when RBAC forbids a list).
-                    let loaded = tokio::time::timeout(CACHE_WAIT, ready.wait_until_ready()).await;
-                    if loaded.is_err() {
+                    if !ready.wait_bounded().await {
                         tracing::warn!(policy = %policy.name_any(), "Caches are still loading; retrying the reconcile");
                         return Ok(Action::requeue(CACHE_WAIT));
                     }
@@ -376,6 +426,30 @@ pub fn controllers(
                 }
             },
             policy::error_policy,
+            context.clone(),
+        )
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                tracing::debug!(error = %error, "Controller event");
+            }
+        });
+
+    let ready = caches.clone();
+    let rotation_run = rotation_controller
+        .reconcile_on(trigger_stream(rotation_receiver, shutdown.clone()))
+        .graceful_shutdown_on(shutdown)
+        .run(
+            move |rotation, ctx| {
+                let ready = ready.clone();
+                async move {
+                    if !ready.wait_bounded().await {
+                        tracing::warn!(rotation = %rotation.name_any(), "Caches are still loading; retrying the reconcile");
+                        return Ok(Action::requeue(CACHE_WAIT));
+                    }
+                    rotation::reconcile(rotation, ctx).await
+                }
+            },
+            rotation::error_policy,
             context,
         )
         .for_each(|result| async move {
@@ -383,12 +457,12 @@ pub fn controllers(
                 tracing::debug!(error = %error, "Controller event");
             }
         });
+
     let run = async move {
-        run.await;
+        futures::join!(policy_run, rotation_run);
         for task in tasks {
             task.abort();
         }
     };
-
     (caches, run)
 }

@@ -17,6 +17,10 @@ use crate::policy::names::MANAGER;
 /// hardened field is then drift to revert, not another manager's value to respect.
 pub const HARDENED_ANNOTATION: &str = "security.medianest.io/hardened";
 
+/// Prefix of the pod-template annotations that restart a workload after a Secret rotation;
+/// the rest of the key names the Secret and the value is the version the pods should load.
+pub const RESTART_ANNOTATION_PREFIX: &str = "rotation.security.medianest.io/";
+
 /// A workload of one of the hardened kinds.
 #[derive(Clone, Debug)]
 pub enum Workload {
@@ -110,6 +114,54 @@ impl Workload {
             Some(fields) => Owned::from_workload(&fields.0, self.template_path()),
             None => Owned::default(),
         }
+    }
+
+    /// The operator's managedFields entry (server-side apply, main resource), as fieldsV1.
+    pub fn owned_fields(&self) -> Option<serde_json::Value> {
+        self.meta()
+            .managed_fields
+            .iter()
+            .flatten()
+            .find(|entry| {
+                entry.manager.as_deref() == Some(MANAGER)
+                    && entry.operation.as_deref() == Some("Apply")
+                    && entry.subresource.as_deref().unwrap_or("").is_empty()
+            })
+            .and_then(|entry| entry.fields_v1.as_ref())
+            .map(|fields| fields.0.clone())
+    }
+
+    /// The whole object as JSON.
+    pub fn to_value(&self) -> serde_json::Value {
+        let value = match self {
+            Workload::Deployment(object) => serde_json::to_value(object.as_ref()),
+            Workload::StatefulSet(object) => serde_json::to_value(object.as_ref()),
+            Workload::DaemonSet(object) => serde_json::to_value(object.as_ref()),
+            Workload::CronJob(object) => serde_json::to_value(object.as_ref()),
+        };
+        value.unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The restart annotations the operator owns on the pod template, with their values. Every
+    /// apply to the workload carries them, since server-side apply would otherwise remove them.
+    pub fn owned_restart_annotations(&self) -> BTreeMap<String, String> {
+        let Some(fields) = self.owned_fields() else {
+            return BTreeMap::new();
+        };
+        let mut projected = crate::policy::diff::project_owned(&self.to_value(), &fields);
+        for key in self.template_path() {
+            projected = projected.get(*key).cloned().unwrap_or_default();
+        }
+        projected["metadata"]["annotations"]
+            .as_object()
+            .map(|annotations| {
+                annotations
+                    .iter()
+                    .filter(|(key, _)| key.starts_with(RESTART_ANNOTATION_PREFIX))
+                    .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Builds the server-side apply body that sets `template_patch` and the hardened

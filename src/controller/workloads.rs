@@ -341,7 +341,16 @@ async fn apply_workload(
     force: bool,
 ) -> Result<i64, kube::Error> {
     let id = workload.id();
-    let body = workload.apply_body(patch);
+    let mut body = workload.apply_body(patch);
+    // Keep the restart annotations of Secret rotations, which this apply would otherwise drop.
+    let restarts = workload.owned_restart_annotations();
+    if !restarts.is_empty() {
+        let mut node = &mut body;
+        for key in workload.template_path() {
+            node = &mut node[*key];
+        }
+        crate::policy::diff::merge_json(node, &json!({ "metadata": { "annotations": restarts } }));
+    }
     let mut params = PatchParams::apply(MANAGER);
     params.force = force;
     let resource = kube::discovery::ApiResource {

@@ -152,6 +152,86 @@ pub fn merge_patch_with_removals(desired: &Value, actual: &Value) -> Value {
     }
 }
 
+/// Projects `object` onto a managedFields tree (the fieldsV1 format): the result holds only the
+/// fields the tree lists, with their current values. An apply that must keep every field its
+/// manager owns starts from this projection, because server-side apply removes an owned field
+/// that the applied configuration leaves out.
+pub fn project_owned(object: &Value, fields: &Value) -> Value {
+    let Value::Object(tree) = fields else {
+        return Value::Null;
+    };
+    match object {
+        Value::Object(map) => {
+            let mut out = serde_json::Map::new();
+            for (key, subtree) in tree {
+                let Some(name) = key.strip_prefix("f:") else {
+                    continue;
+                };
+                let Some(value) = map.get(name) else {
+                    continue;
+                };
+                let projected = if subtree
+                    .as_object()
+                    .is_some_and(|inner| inner.keys().any(|k| k != "."))
+                {
+                    project_owned(value, subtree)
+                } else {
+                    value.clone()
+                };
+                if !projected.is_null() {
+                    out.insert(name.to_string(), projected);
+                }
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => {
+            let mut out = Vec::new();
+            for (key, subtree) in tree {
+                if let Some(identity) = key.strip_prefix("k:") {
+                    let Ok(Value::Object(identity)) = serde_json::from_str::<Value>(identity)
+                    else {
+                        continue;
+                    };
+                    let found = items.iter().find(|item| {
+                        identity
+                            .iter()
+                            .all(|(field, value)| item.get(field) == Some(value))
+                    });
+                    if let Some(item) = found {
+                        let mut projected = project_owned(item, subtree);
+                        // The identity fields make the entry addressable in an apply.
+                        if let Value::Object(entry) = &mut projected {
+                            for (field, value) in &identity {
+                                entry.insert(field.clone(), value.clone());
+                            }
+                        }
+                        out.push(projected);
+                    }
+                } else if let Some(literal) = key.strip_prefix("v:")
+                    && let Ok(value) = serde_json::from_str::<Value>(literal)
+                    && items.contains(&value)
+                {
+                    out.push(value);
+                }
+            }
+            Value::Array(out)
+        }
+        other => other.clone(),
+    }
+}
+
+/// Merges `patch` into `base`: objects key by key, everything else replaced.
+pub fn merge_json(base: &mut Value, patch: &Value) {
+    match (base, patch) {
+        (Value::Object(base), Value::Object(patch)) => {
+            for (key, value) in patch {
+                merge_json(base.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+        (base, patch) => *base = patch.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +279,46 @@ mod tests {
                 "egress": null,
             })
         );
+    }
+
+    #[test]
+    fn projection_keeps_owned_fields_only() {
+        let object = json!({
+            "metadata": { "name": "web", "annotations": { "ours": "1", "theirs": "2" } },
+            "spec": { "template": { "spec": { "containers": [
+                { "name": "app", "image": "nginx", "securityContext": { "privileged": false } },
+                { "name": "sidecar", "image": "envoy" },
+            ]}}},
+        });
+        let fields = json!({
+            "f:metadata": { "f:annotations": { "f:ours": {} } },
+            "f:spec": { "f:template": { "f:spec": { "f:containers": {
+                "k:{\"name\":\"app\"}": { ".": {}, "f:securityContext": { "f:privileged": {} } },
+            }}}},
+        });
+        assert_eq!(
+            project_owned(&object, &fields),
+            json!({
+                "metadata": { "annotations": { "ours": "1" } },
+                "spec": { "template": { "spec": { "containers": [
+                    { "name": "app", "securityContext": { "privileged": false } },
+                ]}}},
+            })
+        );
+    }
+
+    #[test]
+    fn projection_of_set_values() {
+        let object = json!({ "drop": ["ALL", "NET_RAW"] });
+        let fields = json!({ "f:drop": { "v:\"ALL\"": {} } });
+        assert_eq!(project_owned(&object, &fields), json!({ "drop": ["ALL"] }));
+    }
+
+    #[test]
+    fn merge_json_overlays() {
+        let mut base = json!({ "a": { "b": 1, "c": 2 }, "d": [1] });
+        merge_json(&mut base, &json!({ "a": { "c": 3 }, "d": [2] }));
+        assert_eq!(base, json!({ "a": { "b": 1, "c": 3 }, "d": [2] }));
     }
 
     #[test]

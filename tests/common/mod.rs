@@ -202,6 +202,8 @@ impl Operator {
             resync_interval,
             policy_selector: Some(format!("{TEST_LABEL}={test_id}")),
             min_certificate_lifetime,
+            min_rotation_interval: Duration::from_secs(1),
+            max_concurrent_restarts: 2,
         };
         let (shutdown, signal) = oneshot::channel::<()>();
         let (caches, run) =
@@ -217,6 +219,13 @@ impl Operator {
             metrics,
             shutdown: Some(shutdown),
             task: Some(task),
+        }
+    }
+
+    /// Drops the controllers at once, as a crash would: no graceful shutdown.
+    pub fn abort(mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
         }
     }
 
