@@ -32,6 +32,7 @@ say "Applying the MediaNest example"
 kubectl apply -f manifests/examples/namespaces.yaml
 kubectl apply -f manifests/examples/workloads.yaml
 kubectl apply -f manifests/examples/policy.yaml
+kubectl apply -f manifests/examples/secrets.yaml
 
 say "Starting the operator (logs in $log_file)"
 "$operator" run --listen 127.0.0.1:18080 --log-format plain >"$log_file" 2>&1 &
@@ -69,6 +70,14 @@ done
 kubectl -n medianest-dmz get deployment reverse-proxy \
   -o jsonpath='{.spec.template.spec.securityContext}{"\n"}{.spec.template.spec.containers[0].securityContext}{"\n"}'
 kubectl get namespace medianest-dmz -o jsonpath='{.metadata.labels}{"\n"}'
+
+say "Certificates and generated secrets"
+for _ in $(seq 1 50); do
+  kubectl -n medianest-app get secret api-tls api-jwt >/dev/null 2>&1 && break
+  sleep 0.2
+done
+kubectl get secrets -A -l app.kubernetes.io/managed-by=medianest-operator
+kubectl get secretrotations -A
 
 say "Events"
 kubectl get events --field-selector involvedObject.kind=MediaNestSecurityPolicy,involvedObject.name=medianest

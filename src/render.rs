@@ -748,6 +748,34 @@ mod tests {
     }
 
     #[test]
+    fn rotation_secret_redacted_unless_asked() {
+        let text = include_str!("../manifests/examples/secrets.yaml");
+        let input = parse(&source(text)).unwrap();
+        assert_eq!(input.rotations.len(), 2);
+        let (redacted, _) = render_with(&input, "medianest-system", false).unwrap();
+        assert!(
+            redacted.contains("jwt-signing-key: '[redacted: HS256 key of 64 bytes]'"),
+            "{redacted}"
+        );
+        assert!(!redacted.contains("\ndata:"), "no values: {redacted}");
+
+        let (shown, _) = render_with(&input, "medianest-system", true).unwrap();
+        let documents: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&shown)
+            .map(|document| serde_json::Value::deserialize(document).unwrap())
+            .collect();
+        let jwt = documents
+            .iter()
+            .find(|document| document["metadata"]["name"] == "api-jwt")
+            .expect("the JWT Secret");
+        let encoded = jwt["data"]["jwt-signing-key"].as_str().unwrap();
+        assert_eq!(
+            encoded.len(),
+            4 * 88usize.div_ceil(3),
+            "base64 of the base64 text of 64 bytes"
+        );
+    }
+
+    #[test]
     fn audit_policy_renders_nothing() {
         let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: security.medianest.io/v1alpha1\nkind: MediaNestSecurityPolicy\nmetadata: {name: p}\nspec:\n  mode: Audit\n  namespaceSelector: {}\n";
         let input = parse(&source(text)).unwrap();

@@ -1095,3 +1095,57 @@ fn add(time: Timestamp, duration: Duration) -> Timestamp {
     let duration = SignedDuration::try_from(duration).unwrap_or(SignedDuration::MAX);
     time.checked_add(duration).unwrap_or(Timestamp::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(value: serde_json::Value) -> PodSpec {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn refers_to_every_kind_of_reference() {
+        let env = pod(
+            json!({ "containers": [{ "name": "a", "env": [{ "name": "X", "valueFrom": { "secretKeyRef": { "name": "s", "key": "k" } } }] }] }),
+        );
+        let env_from = pod(
+            json!({ "initContainers": [{ "name": "i", "envFrom": [{ "secretRef": { "name": "s" } }] }], "containers": [{ "name": "a" }] }),
+        );
+        let volume = pod(
+            json!({ "containers": [{ "name": "a" }], "volumes": [{ "name": "v", "secret": { "secretName": "s" } }] }),
+        );
+        let projected = pod(
+            json!({ "containers": [{ "name": "a" }], "volumes": [{ "name": "v", "projected": { "sources": [{ "secret": { "name": "s" } }] } }] }),
+        );
+        let other = pod(
+            json!({ "containers": [{ "name": "a", "envFrom": [{ "secretRef": { "name": "t" } }] }] }),
+        );
+        for (label, spec, expected) in [
+            ("env", env, true),
+            ("envFrom", env_from, true),
+            ("volume", volume, true),
+            ("projected", projected, true),
+            ("other", other, false),
+        ] {
+            assert_eq!(refers_to(&spec, "s"), expected, "{label}");
+        }
+    }
+
+    #[test]
+    fn restart_key_fits_annotation_limits() {
+        assert_eq!(
+            restart_key("api-jwt"),
+            "rotation.security.medianest.io/api-jwt"
+        );
+        let long = "a".repeat(200);
+        let key = restart_key(&long);
+        let name = key.split_once('/').unwrap().1;
+        assert_eq!(name.len(), 63);
+        assert_ne!(
+            restart_key(&"b".repeat(200)),
+            key,
+            "distinct long names stay distinct"
+        );
+    }
+}
