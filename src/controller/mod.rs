@@ -99,7 +99,7 @@ type Trigger = ObjectRef<MediaNestSecurityPolicy>;
 /// A request to reconcile one SecretRotation.
 type RotationTrigger = ObjectRef<SecretRotation>;
 
-/// Where a cache task sends the reconcile requests an object change causes.
+/// Channels for the reconcile requests that object changes cause.
 #[derive(Clone)]
 struct Triggers {
     policies: mpsc::UnboundedSender<Trigger>,

@@ -53,8 +53,8 @@ const HASH_ANNOTATION: &str = "security.medianest.io/value-hash";
 /// on once even when the SecretRotation's status has not caught up (after a crash, or in a
 /// stale cache).
 const HANDLED_REQUEST_ANNOTATION: &str = "security.medianest.io/handled-request";
-/// Secret in the operator's namespace holding the key of the value hashes. Whoever edits a
-/// generated Secret cannot read it, so cannot forge a hash for an edited value.
+/// Secret in the operator's namespace with the key of the value hashes. A person who can edit
+/// a generated Secret cannot read this one, so cannot forge a hash for an edited value.
 pub const HASH_KEY_SECRET: &str = "medianest-operator-hash-key";
 const DEFAULT_RESTART_WINDOW: Duration = Duration::from_secs(30);
 
@@ -681,7 +681,7 @@ async fn write_secret(
     };
     match stored {
         Some(_) if type_changes => {
-            // The type of a Secret cannot change, so it is replaced; allowTypeChange said so.
+            // The type of a Secret cannot change, so it is replaced, as allowTypeChange permits.
             api.delete(&spec.secret_name, &DeleteParams::default())
                 .await
                 .map_err(wrap)?;
@@ -700,7 +700,7 @@ async fn write_secret(
     }
 }
 
-/// What the consumer step did.
+/// Outcome of the consumer step.
 struct Restarts {
     restarted: Vec<String>,
     retry_after: Option<Duration>,

@@ -29,7 +29,7 @@ const MAX_CHANGES: usize = 20;
 /// Annotation marking a namespace whose Pod Security labels the operator wrote.
 pub const PSA_MANAGED_ANNOTATION: &str = "security.medianest.io/pod-security";
 
-/// What the workloads step found and did.
+/// Findings and actions of the workloads step.
 #[derive(Debug, Default)]
 pub struct WorkloadsOutcome {
     pub hardened: i32,
