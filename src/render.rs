@@ -10,6 +10,9 @@ use serde_json::Value;
 
 use crate::api::policy::Mode;
 use crate::api::workloads::WorkloadsSpec;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
 use crate::api::{MediaNestSecurityPolicy, SecretRotation};
 use crate::controller::workload::Workload;
 use crate::policy::hardening::{self, Owned, WorkloadId};
@@ -453,7 +456,7 @@ fn render_rotations(
                 let values = crate::controller::rotation::generate(&key.name, &key.generator)
                     .map_err(|error| RenderError::Generate(error.to_string()))?;
                 for (name, value) in values {
-                    data.insert(name, Value::String(base64_encode(&value)));
+                    data.insert(name, Value::String(STANDARD.encode(&value)));
                 }
             } else {
                 string_data.insert(
@@ -511,27 +514,6 @@ fn describe_generator(generator: &crate::api::rotation::Generator) -> String {
         return format!("{:?} private key in PEM", pair.algorithm);
     }
     "no generator".to_string()
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for index in 0..4 {
-            if index <= chunk.len() {
-                out.push(TABLE[((n >> (18 - 6 * index)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Appends the hardening patches of the input's workloads and the Pod Security labels of

@@ -4,6 +4,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -238,7 +240,7 @@ async fn tampered_and_deleted_reissued() {
         .unwrap();
 
     // A person swaps in the key of another certificate.
-    let swapped = json!({ "data": { "tls.key": base64(&text(&web, "tls.key")) } });
+    let swapped = json!({ "data": { "tls.key": STANDARD.encode(text(&web, "tls.key")) } });
     secrets
         .patch("api-tls", &PatchParams::default(), &Patch::Merge(&swapped))
         .await
@@ -262,7 +264,7 @@ async fn tampered_and_deleted_reissued() {
     );
 
     // Garbage in the certificate.
-    let garbage = json!({ "data": { "tls.crt": base64("not a certificate") } });
+    let garbage = json!({ "data": { "tls.crt": STANDARD.encode("not a certificate") } });
     secrets
         .patch("api-tls", &PatchParams::default(), &Patch::Merge(&garbage))
         .await
@@ -300,30 +302,6 @@ async fn tampered_and_deleted_reissued() {
 
     operator.stop().await;
     setup.cleanup(&client).await;
-}
-
-fn base64(text: &str) -> String {
-    use std::fmt::Write;
-    // Standard base64 without a dependency: encode 3 bytes into 4 characters.
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = text.as_bytes();
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for index in 0..4 {
-            if index <= chunk.len() {
-                let _ = out.write_char(TABLE[((n >> (18 - 6 * index)) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,6 +4,8 @@ mod common;
 
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
@@ -121,26 +123,6 @@ fn deployment(name: &str, secret: &str) -> Deployment {
     .unwrap()
 }
 
-fn decode_base64(text: &[u8]) -> Vec<u8> {
-    const TABLE: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut bits = 0u32;
-    let mut count = 0;
-    let mut out = Vec::new();
-    for byte in text.iter().copied().filter(|b| *b != b'=') {
-        let index = TABLE
-            .iter()
-            .position(|c| *c == byte)
-            .expect("base64 character") as u32;
-        bits = (bits << 6) | index;
-        count += 6;
-        if count >= 8 {
-            count -= 8;
-            out.push((bits >> count) as u8);
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn secret_created_with_generated_values() {
     let client = client().await;
@@ -158,7 +140,11 @@ async fn secret_created_with_generated_values() {
     let secret = wait_version(&setup.secrets(&client), "tokens", 1).await;
     assert_eq!(version(&secret), 1);
     let jwt = value(&secret, "jwt").unwrap();
-    assert_eq!(decode_base64(&jwt).len(), 64, "64 bytes before base64");
+    assert_eq!(
+        STANDARD.decode(&jwt).unwrap().len(),
+        64,
+        "64 bytes before base64"
+    );
     let password = String::from_utf8(value(&secret, "password").unwrap()).unwrap();
     assert_eq!(password.chars().count(), 24);
     assert!(password.chars().any(|c| c.is_ascii_lowercase()));

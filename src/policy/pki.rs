@@ -1412,33 +1412,9 @@ mod tests {
     }
 
     fn pem_of(der: &[u8]) -> String {
-        let encoded = base64_encode(der);
+        use base64::Engine;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(der);
         format!("-----BEGIN CERTIFICATE-----\n{encoded}\n-----END CERTIFICATE-----\n")
-    }
-
-    /// Standard base64 with padding, written here so the tests need no extra crate.
-    fn base64_encode(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let mut text = String::new();
-        for chunk in bytes.chunks(3) {
-            let padded = [
-                chunk[0],
-                *chunk.get(1).unwrap_or(&0),
-                *chunk.get(2).unwrap_or(&0),
-            ];
-            let word =
-                u32::from(padded[0]) << 16 | u32::from(padded[1]) << 8 | u32::from(padded[2]);
-            for position in 0..4 {
-                if position <= chunk.len() {
-                    let index = (word >> (18 - 6 * position)) & 0x3f;
-                    text.push(ALPHABET[index as usize] as char);
-                } else {
-                    text.push('=');
-                }
-            }
-        }
-        text
     }
 
     #[test]
