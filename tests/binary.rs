@@ -44,8 +44,15 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start(id: &str, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_medianest-operator"))
+/// A running operator binary whose standard error is read continuously, so that a full pipe
+/// never blocks its logging.
+struct Running {
+    child: Child,
+    logs: std::thread::JoinHandle<String>,
+}
+
+fn start(id: &str, port: u16) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_medianest-operator"))
         .args([
             "run",
             "--listen",
@@ -57,11 +64,19 @@ fn start(id: &str, port: u16) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start the operator binary")
+        .expect("start the operator binary");
+    let mut stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut logs = Vec::new();
+        let _ = stderr.read_to_end(&mut logs);
+        String::from_utf8_lossy(&logs).into_owned()
+    });
+    Running { child, logs }
 }
 
 /// Sends SIGTERM and returns the logs once the process has exited.
-fn stop(mut child: Child) -> String {
+fn stop(running: Running) -> String {
+    let Running { mut child, logs } = running;
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -77,19 +92,14 @@ fn stop(mut child: Child) -> String {
         }
         if stopping.elapsed() > Duration::from_secs(15) {
             let _ = child.kill();
-            panic!("no exit within 15 s of SIGTERM");
+            let _ = child.wait();
+            let logs = logs.join().unwrap_or_default();
+            panic!("no exit within 15 s of SIGTERM; logs:\n{logs}");
         }
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(exit.success(), "{exit:?}");
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
-    logs
+    logs.join().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -191,7 +201,7 @@ async fn busy_listen_port_fails_startup() {
     let _client = client().await;
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let mut child = start("binary-busy-port", port);
+    let Running { mut child, logs } = start("binary-busy-port", port);
     let started = Instant::now();
     let exit = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -204,13 +214,7 @@ async fn busy_listen_port_fails_startup() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(!exit.success());
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let logs = logs.join().unwrap();
     assert!(
         logs.contains(&port.to_string()),
         "the error names the address: {logs}"

@@ -629,3 +629,47 @@ async fn bad_specs_rejected() {
     operator.stop().await;
     setup.cleanup(&client).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spec_key_changes_are_not_edits() {
+    let client = client().await;
+    let setup = Setup::create(&client, "srkeys").await;
+    let operator = Operator::start(&setup.id, LONG_RESYNC).await;
+    setup
+        .apply(
+            &client,
+            "tokens",
+            jwt_spec("tokens", "90d", json!({})),
+            json!({}),
+        )
+        .await;
+    let secrets = setup.secrets(&client);
+    let first = wait_version(&secrets, "tokens", 1).await;
+
+    // Add a key: it is generated, the others keep their values.
+    let mut spec = jwt_spec("tokens", "90d", json!({}));
+    spec["keys"].as_array_mut().unwrap().push(json!({ "name": "salt", "generator": { "randomBytes": { "length": 16, "encoding": "hex" } } }));
+    setup.apply(&client, "tokens", spec, json!({})).await;
+    let added = wait_for("the new key", WATCH_DEADLINE, || async {
+        let secret = secrets.get("tokens").await.ok()?;
+        value(&secret, "salt").map(|_| secret)
+    })
+    .await;
+    assert_eq!(version(&added), 1, "adding a key is not a rotation");
+    assert_eq!(value(&added, "jwt"), value(&first, "jwt"));
+
+    // Remove a key from the spec: not an edit, so no rotation.
+    let mut spec = jwt_spec("tokens", "90d", json!({}));
+    spec["keys"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|key| key["name"] != "password");
+    setup.apply(&client, "tokens", spec, json!({})).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = secrets.get("tokens").await.unwrap();
+    assert_eq!(version(&after), 1, "removing a key is not an edit");
+    assert_eq!(value(&after, "jwt"), value(&first, "jwt"));
+
+    operator.stop().await;
+    setup.cleanup(&client).await;
+}

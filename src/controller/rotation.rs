@@ -49,6 +49,8 @@ const VERSION_ANNOTATION: &str = "security.medianest.io/version";
 const ROTATED_AT_ANNOTATION: &str = "security.medianest.io/rotated-at";
 const PREVIOUS_EXPIRES_ANNOTATION: &str = "security.medianest.io/previous-expires";
 const HASH_ANNOTATION: &str = "security.medianest.io/value-hash";
+/// The keys the value hash covers, comma-separated.
+const HASHED_KEYS_ANNOTATION: &str = "security.medianest.io/hashed-keys";
 /// The rotate request that the values answer, stored with them, so that a request is acted
 /// on once even when the SecretRotation's status has not caught up (after a crash, or in a
 /// stale cache).
@@ -307,7 +309,17 @@ fn stored_state(secret: &Secret, spec: &SecretRotationSpec, hash_key: &[u8]) -> 
     };
     let data = secret_data(secret);
     let keys = stored_keys(spec);
-    let hash = plan::keyed_hash(hash_key, &data, &keys);
+    // The hash covers the keys it was computed over, as recorded next to it, so that a key
+    // added to or removed from the spec does not look like an edited value.
+    let hashed: Vec<String> = match annotations.get(HASHED_KEYS_ANNOTATION) {
+        Some(list) => list
+            .split(',')
+            .filter(|key| !key.is_empty())
+            .map(str::to_string)
+            .collect(),
+        None => keys.clone(),
+    };
+    let hash = plan::keyed_hash(hash_key, &data, &hashed);
     let suffix = spec
         .previous
         .as_ref()
@@ -510,10 +522,15 @@ async fn execute(
     if let Some(expires) = previous_expires {
         annotations.insert(PREVIOUS_EXPIRES_ANNOTATION.into(), expires.to_string());
     }
+    let hashed: Vec<String> = stored_keys(spec)
+        .into_iter()
+        .filter(|key| data.contains_key(key))
+        .collect();
     annotations.insert(
         HASH_ANNOTATION.into(),
-        plan::keyed_hash(hash_key, &data, &stored_keys(spec)),
+        plan::keyed_hash(hash_key, &data, &hashed),
     );
+    annotations.insert(HASHED_KEYS_ANNOTATION.into(), hashed.join(","));
     // New values answer the pending request; other writes carry the last answer forward.
     let answered = matches!(decision, Plan::Create | Plan::Rotate { .. });
     let handled = if answered {
