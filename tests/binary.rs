@@ -52,7 +52,13 @@ struct Running {
 }
 
 fn start(id: &str, port: u16) -> Running {
+    start_with_env(id, port, &[])
+}
+
+/// Starts the operator like `start`, with extra environment variables.
+fn start_with_env(id: &str, port: u16, env: &[(&str, &str)]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_medianest-operator"))
+        .envs(env.iter().copied())
         .args([
             "run",
             "--listen",
@@ -194,6 +200,94 @@ async fn binary_restarts_cleanly() {
         let _ = api.delete(name, &Default::default()).await;
     }
     common::delete_namespaces(&client, &names).await;
+}
+
+/// Writes a copy of the admin kubeconfig that impersonates `user`, and returns its path.
+fn impersonating_kubeconfig(user: &str) -> std::path::PathBuf {
+    let admin = std::env::var("KUBECONFIG").expect("KUBECONFIG");
+    let mut config: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(admin).unwrap()).unwrap();
+    for entry in config["users"].as_sequence_mut().unwrap() {
+        entry["user"]["as"] = serde_yaml::Value::from(user);
+    }
+    let path = std::env::temp_dir().join(format!("{user}.kubeconfig"));
+    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+/// RBAC that lets the operator list everything but SecretRotations keeps that one cache from
+/// loading: the operator is never ready and still stops promptly on SIGTERM.
+#[tokio::test(flavor = "multi_thread")]
+async fn binary_stops_without_loaded_cache() {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+
+    let client = client().await;
+    let id = unique_id("binrbac");
+    let user = format!("{id}-operator");
+    let role: ClusterRole = serde_json::from_value(json!({
+        "metadata": { "name": id, "labels": { TEST_LABEL: id } },
+        "rules": [
+            {
+                "apiGroups": ["", "apps", "batch", "networking.k8s.io", "events.k8s.io"],
+                "resources": ["*"],
+                "verbs": ["*"],
+            },
+            {
+                "apiGroups": ["security.medianest.io"],
+                "resources": ["medianestsecuritypolicies", "medianestsecuritypolicies/status"],
+                "verbs": ["*"],
+            },
+        ],
+    }))
+    .unwrap();
+    let binding: ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": { "name": id, "labels": { TEST_LABEL: id } },
+        "roleRef": { "apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": id },
+        "subjects": [{ "apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user }],
+    }))
+    .unwrap();
+    let roles = Api::<ClusterRole>::all(client.clone());
+    let bindings = Api::<ClusterRoleBinding>::all(client.clone());
+    roles.create(&Default::default(), &role).await.unwrap();
+    bindings
+        .create(&Default::default(), &binding)
+        .await
+        .unwrap();
+    let kubeconfig = impersonating_kubeconfig(&user);
+
+    let port = free_port();
+    let running = start_with_env(&id, port, &[("KUBECONFIG", kubeconfig.to_str().unwrap())]);
+    let started = Instant::now();
+    while get(port, "/healthz").map(|(status, _)| status) != Some(200) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "/healthz did not return 200 within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Every other list succeeds within this time on the local control plane.
+    std::thread::sleep(Duration::from_secs(2));
+    let readiness = get(port, "/readyz").map(|(status, _)| status);
+
+    let logs = stop(running);
+    let _ = bindings.delete(&id, &Default::default()).await;
+    let _ = roles.delete(&id, &Default::default()).await;
+    let _ = std::fs::remove_file(&kubeconfig);
+    assert_eq!(
+        readiness,
+        Some(503),
+        "ready although SecretRotations cannot be listed"
+    );
+    assert!(
+        logs.lines().any(|line| line.contains("Watch failed")
+            && line.contains("SecretRotation")
+            && line.contains("forbidden")),
+        "no warning names the forbidden list: {logs}"
+    );
+    assert!(
+        logs.contains("Stopped before the cache of this kind loaded"),
+        "{logs}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -67,26 +67,18 @@ impl Caches {
     }
 }
 
-/// Waits for each cache's first complete list, then publishes readiness.
+/// Publishes readiness once every cache contains its first complete list.
 ///
-/// NOTE: this is the only caller of `Store::wait_until_ready` for these caches, because in
-/// kube-runtime 5.0 that future keeps one waker per store (a oneshot receiver), so of several
-/// concurrent callers only the last one polled is woken. Everyone else waits on the watch
-/// channel. The policy cache is left to the controller, which waits for it on its own.
-async fn load_caches(caches: Caches, ready: watch::Sender<bool>) {
-    let stores = &caches.workloads;
-    let _ = caches.namespaces.wait_until_ready().await;
-    let _ = caches.network_policies.wait_until_ready().await;
-    // The controller itself waits for the policy cache before it reconciles anything.
-    let _ = stores.deployments.wait_until_ready().await;
-    let _ = stores.stateful_sets.wait_until_ready().await;
-    let _ = stores.daemon_sets.wait_until_ready().await;
-    let _ = stores.cron_jobs.wait_until_ready().await;
-    let _ = stores.jobs.wait_until_ready().await;
-    let _ = stores.pods.wait_until_ready().await;
-    let _ = stores.services.wait_until_ready().await;
-    let _ = stores.secrets.wait_until_ready().await;
-    let _ = stores.config_maps.wait_until_ready().await;
+/// Readiness comes from the watch events each cache task receives, never from
+/// `Store::wait_until_ready`: in kube-runtime 5.0 that future keeps one waker per store, so
+/// a second waiter would silence the controller's own wait for its store.
+async fn load_caches(mut loaded: Vec<watch::Receiver<bool>>, ready: watch::Sender<bool>) {
+    for cache in &mut loaded {
+        // An error means the cache task ended, which happens only at shutdown.
+        if cache.wait_for(|loaded| *loaded).await.is_err() {
+            return;
+        }
+    }
     let _ = ready.send(true);
 }
 
@@ -113,17 +105,47 @@ struct Requests {
     rotations: Vec<RotationTrigger>,
 }
 
+/// A cache that a task of its own keeps up to date.
+struct Cache<K: kube::Resource + 'static>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store: reflector::Store<K>,
+    /// Whether the store contains its first complete list.
+    loaded: watch::Receiver<bool>,
+    task: JoinHandle<()>,
+}
+
+/// The tasks that keep the caches, and whether each cache has loaded.
+#[derive(Default)]
+struct Running {
+    tasks: Vec<JoinHandle<()>>,
+    loaded: Vec<watch::Receiver<bool>>,
+}
+
+impl Running {
+    /// Takes over the task of `cache` and returns its store.
+    fn keep<K: kube::Resource + 'static>(&mut self, cache: Cache<K>) -> reflector::Store<K>
+    where
+        K::DynamicType: Eq + std::hash::Hash + Clone,
+    {
+        self.tasks.push(cache.task);
+        self.loaded.push(cache.loaded);
+        cache.store
+    }
+}
+
 /// Keeps a cache of `api` in its own task, and sends the requests `map` returns for every
 /// changed object.
 ///
 /// The task, not a controller, drives the watch, so a cache fills up even while every
-/// reconcile waits for it.
+/// reconcile waits for it, and keeps filling during a controller's graceful shutdown.
 fn spawn_cache<K>(
     api: Api<K>,
     config: watcher::Config,
     triggers: Triggers,
     map: impl Fn(&K) -> Requests + Send + 'static,
-) -> (reflector::Store<K>, JoinHandle<()>)
+) -> Cache<K>
 where
     K: kube::Resource
         + Clone
@@ -135,15 +157,19 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (store, writer) = reflector::store();
+    let (loaded_sender, loaded) = watch::channel(false);
     let kind = K::kind(&K::DynamicType::default()).to_string();
     let task = tokio::spawn(
         watcher(api, config)
             .default_backoff()
             .reflect(writer)
-            .touched_objects()
-            .for_each(move |result| {
-                match result {
-                    Ok(object) => {
+            .for_each(move |event| {
+                match event {
+                    Ok(
+                        watcher::Event::Apply(object)
+                        | watcher::Event::InitApply(object)
+                        | watcher::Event::Delete(object),
+                    ) => {
                         let requests = map(&object);
                         // The receivers are gone only at shutdown.
                         for trigger in requests.policies {
@@ -153,6 +179,10 @@ where
                             let _ = triggers.rotations.send(trigger);
                         }
                     }
+                    Ok(watcher::Event::InitDone) => {
+                        loaded_sender.send_replace(true);
+                    }
+                    Ok(watcher::Event::Init) => {}
                     Err(error) => tracing::warn!(
                         kind = %kind,
                         error = %error::chain(&error, 1024),
@@ -162,7 +192,11 @@ where
                 std::future::ready(())
             }),
     );
-    (store, task)
+    Cache {
+        store,
+        loaded,
+        task,
+    }
 }
 
 /// References to the MediaNestSecurityPolicies that own `object` or that its policy label
@@ -206,6 +240,51 @@ fn trigger_stream<T: Send + 'static>(
     futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).take_until(shutdown)
 }
 
+/// Runs a controller until it has finished its graceful shutdown.
+///
+/// A controller whose store has not loaded when shutdown begins has reconciled nothing yet,
+/// and kube-runtime 5.0 would never finish its graceful shutdown: its runner, held until the
+/// store is ready, stops polling its input and is never woken again. Such a controller is
+/// dropped instead.
+async fn run_until_shutdown(
+    kind: &str,
+    run: impl Future<Output = ()>,
+    loaded: watch::Receiver<bool>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let unloaded_at_shutdown = async {
+        shutdown.await;
+        if *loaded.borrow() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = run => {}
+        () = unloaded_at_shutdown => {
+            tracing::warn!(kind, "Stopped before the cache of this kind loaded; nothing was reconciled");
+        }
+    }
+}
+
+/// Logs what a controller reports besides reconcile results. The error policies already log
+/// failed reconciles; a failed watch of a controller's own kind deserves a warning.
+async fn log_controller_event<K, E1, E2>(
+    result: Result<(ObjectRef<K>, Action), kube::runtime::controller::Error<E1, E2>>,
+) where
+    K: kube::Resource,
+    E1: std::error::Error + 'static,
+    E2: std::error::Error + 'static,
+{
+    use kube::runtime::controller::Error as ControllerError;
+    match result {
+        Ok(_) => {}
+        Err(ControllerError::QueueError(error)) => {
+            tracing::warn!(error = %error::chain(&error, 1024), "Controller watch failed")
+        }
+        Err(error) => tracing::debug!(error = %error, "Controller event"),
+    }
+}
+
 /// Builds the controllers and returns their caches and the future that runs them until
 /// `shutdown` completes.
 pub fn controllers(
@@ -221,14 +300,43 @@ pub fn controllers(
         policy_watch = policy_watch.labels(selector);
         rotation_watch = rotation_watch.labels(selector);
     }
-    let policy_controller = Controller::new(
+
+    let (policy_sender, policy_receiver) = mpsc::unbounded_channel::<Trigger>();
+    let (rotation_sender, rotation_receiver) = mpsc::unbounded_channel::<RotationTrigger>();
+    let triggers = Triggers {
+        policies: policy_sender,
+        rotations: rotation_sender,
+    };
+    let config = watcher::Config::default;
+    let managed = || watcher::Config::default().labels(&managed_selector());
+    let mut running = Running::default();
+
+    // The controllers' own kinds are cached like every other kind; each change of one is sent
+    // to its controller as the object itself.
+    let (policy_object_sender, policy_objects) = mpsc::unbounded_channel();
+    let policy_cache = spawn_cache(
         Api::<MediaNestSecurityPolicy>::all(client.clone()),
         policy_watch,
+        triggers.clone(),
+        move |policy: &MediaNestSecurityPolicy| {
+            let _ = policy_object_sender.send(policy.clone());
+            Requests::default()
+        },
     );
-    let rotation_controller =
-        Controller::new(Api::<SecretRotation>::all(client.clone()), rotation_watch);
-    let policies = policy_controller.store();
-    let rotations = rotation_controller.store();
+    let policies_loaded = policy_cache.loaded.clone();
+    let policies = running.keep(policy_cache);
+    let (rotation_object_sender, rotation_objects) = mpsc::unbounded_channel();
+    let rotation_cache = spawn_cache(
+        Api::<SecretRotation>::all(client.clone()),
+        rotation_watch,
+        triggers.clone(),
+        move |rotation: &SecretRotation| {
+            let _ = rotation_object_sender.send(rotation.clone());
+            Requests::default()
+        },
+    );
+    let rotations_loaded = rotation_cache.loaded.clone();
+    let rotations = running.keep(rotation_cache);
 
     // Every policy, for a namespace change; those with a section, for a change of its kinds;
     // every SecretRotation of a namespace, for a workload change there.
@@ -254,19 +362,8 @@ pub fn controllers(
                 .collect::<Vec<_>>()
         }
     };
-
-    let (policy_sender, policy_receiver) = mpsc::unbounded_channel::<Trigger>();
-    let (rotation_sender, rotation_receiver) = mpsc::unbounded_channel::<RotationTrigger>();
-    let triggers = Triggers {
-        policies: policy_sender,
-        rotations: rotation_sender,
-    };
-    let config = watcher::Config::default;
-    let managed = || watcher::Config::default().labels(&managed_selector());
-    let mut tasks = Vec::new();
-
     let every = policies_where.clone();
-    let (namespaces, task) = spawn_cache(
+    let namespaces = running.keep(spawn_cache(
         Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
         config(),
         triggers.clone(),
@@ -274,15 +371,13 @@ pub fn controllers(
             policies: every(|_| true),
             rotations: Vec::new(),
         },
-    );
-    tasks.push(task);
-    let (network_policies, task) = spawn_cache(
+    ));
+    let network_policies = running.keep(spawn_cache(
         Api::<NetworkPolicy>::all(client.clone()),
         managed(),
         triggers.clone(),
         generated_owners,
-    );
-    tasks.push(task);
+    ));
 
     // A workload change may be drift to revert, the end of a rollout that frees a slot, or a
     // new consumer of a rotated Secret.
@@ -295,31 +390,28 @@ pub fn controllers(
         }
     };
     let on_deployment = workload_requests.clone();
-    let (deployments, task) = spawn_cache(
+    let deployments = running.keep(spawn_cache(
         Api::<Deployment>::all(client.clone()),
         config(),
         triggers.clone(),
         move |object: &Deployment| on_deployment(object.metadata.namespace.as_deref()),
-    );
-    tasks.push(task);
+    ));
     let on_stateful_set = workload_requests.clone();
-    let (stateful_sets, task) = spawn_cache(
+    let stateful_sets = running.keep(spawn_cache(
         Api::<StatefulSet>::all(client.clone()),
         config(),
         triggers.clone(),
         move |object: &StatefulSet| on_stateful_set(object.metadata.namespace.as_deref()),
-    );
-    tasks.push(task);
+    ));
     let on_daemon_set = workload_requests.clone();
-    let (daemon_sets, task) = spawn_cache(
+    let daemon_sets = running.keep(spawn_cache(
         Api::<DaemonSet>::all(client.clone()),
         config(),
         triggers.clone(),
         move |object: &DaemonSet| on_daemon_set(object.metadata.namespace.as_deref()),
-    );
-    tasks.push(task);
+    ));
     let on_cron_job = policies_where.clone();
-    let (cron_jobs, task) = spawn_cache(
+    let cron_jobs = running.keep(spawn_cache(
         Api::<CronJob>::all(client.clone()),
         config(),
         triggers.clone(),
@@ -327,11 +419,10 @@ pub fn controllers(
             policies: on_cron_job(|policy| policy.spec.workloads.is_some()),
             rotations: Vec::new(),
         },
-    );
-    tasks.push(task);
+    ));
     // Jobs and Pods that a controller owns follow a template that is checked on its own.
     let on_job = policies_where.clone();
-    let (jobs, task) = spawn_cache(
+    let jobs = running.keep(spawn_cache(
         Api::<Job>::all(client.clone()),
         config(),
         triggers.clone(),
@@ -343,10 +434,9 @@ pub fn controllers(
             },
             rotations: Vec::new(),
         },
-    );
-    tasks.push(task);
+    ));
     let on_pod = policies_where.clone();
-    let (pods, task) = spawn_cache(
+    let pods = running.keep(spawn_cache(
         Api::<PartialObjectMeta<Pod>>::all(client.clone()),
         config(),
         triggers.clone(),
@@ -358,10 +448,9 @@ pub fn controllers(
             },
             rotations: Vec::new(),
         },
-    );
-    tasks.push(task);
+    ));
     let on_service = policies_where;
-    let (services, task) = spawn_cache(
+    let services = running.keep(spawn_cache(
         Api::<PartialObjectMeta<Service>>::all(client.clone()),
         config(),
         triggers.clone(),
@@ -369,23 +458,20 @@ pub fn controllers(
             policies: on_service(|policy| policy.spec.mtls.is_some()),
             rotations: Vec::new(),
         },
-    );
-    tasks.push(task);
+    ));
     // Generated Secrets and ConfigMaps carry a label that leads to their owner.
-    let (secrets, task) = spawn_cache(
+    let secrets = running.keep(spawn_cache(
         Api::<Secret>::all(client.clone()),
         managed(),
         triggers.clone(),
         generated_owners,
-    );
-    tasks.push(task);
-    let (config_maps, task) = spawn_cache(
+    ));
+    let config_maps = running.keep(spawn_cache(
         Api::<ConfigMap>::all(client.clone()),
         managed(),
         triggers,
         generated_owners,
-    );
-    tasks.push(task);
+    ));
 
     let workloads = WorkloadStores {
         deployments,
@@ -408,55 +494,62 @@ pub fn controllers(
         ready,
     };
     let context = Arc::new(Context::new(client, settings, metrics, &caches));
-    tasks.push(tokio::spawn(load_caches(caches.clone(), ready_sender)));
+    let Running { mut tasks, loaded } = running;
+    tasks.push(tokio::spawn(load_caches(loaded, ready_sender)));
 
     let ready = caches.clone();
-    let policy_run = policy_controller
-        .reconcile_on(trigger_stream(policy_receiver, shutdown.clone()))
-        .graceful_shutdown_on(shutdown.clone())
-        .run(
-            move |policy, ctx| {
-                let ready = ready.clone();
-                async move {
-                    if !ready.wait_bounded().await {
-                        tracing::warn!(policy = %policy.name_any(), "Caches are still loading; retrying the reconcile");
-                        return Ok(Action::requeue(CACHE_WAIT));
-                    }
-                    policy::reconcile(policy, ctx).await
+    let policy_run = Controller::for_stream(
+        trigger_stream(policy_objects, shutdown.clone()).map(Ok),
+        caches.policies.clone(),
+    )
+    .reconcile_on(trigger_stream(policy_receiver, shutdown.clone()))
+    .graceful_shutdown_on(shutdown.clone())
+    .run(
+        move |policy, ctx| {
+            let ready = ready.clone();
+            async move {
+                if !ready.wait_bounded().await {
+                    tracing::warn!(policy = %policy.name_any(), "Caches are still loading; retrying the reconcile");
+                    return Ok(Action::requeue(CACHE_WAIT));
                 }
-            },
-            policy::error_policy,
-            context.clone(),
-        )
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(error = %error, "Controller event");
+                policy::reconcile(policy, ctx).await
             }
-        });
+        },
+        policy::error_policy,
+        context.clone(),
+    )
+    .for_each(log_controller_event);
+    let policy_run = run_until_shutdown(
+        "MediaNestSecurityPolicy",
+        policy_run,
+        policies_loaded,
+        shutdown.clone(),
+    );
 
     let ready = caches.clone();
-    let rotation_run = rotation_controller
-        .reconcile_on(trigger_stream(rotation_receiver, shutdown.clone()))
-        .graceful_shutdown_on(shutdown)
-        .run(
-            move |rotation, ctx| {
-                let ready = ready.clone();
-                async move {
-                    if !ready.wait_bounded().await {
-                        tracing::warn!(rotation = %rotation.name_any(), "Caches are still loading; retrying the reconcile");
-                        return Ok(Action::requeue(CACHE_WAIT));
-                    }
-                    rotation::reconcile(rotation, ctx).await
+    let rotation_run = Controller::for_stream(
+        trigger_stream(rotation_objects, shutdown.clone()).map(Ok),
+        caches.rotations.clone(),
+    )
+    .reconcile_on(trigger_stream(rotation_receiver, shutdown.clone()))
+    .graceful_shutdown_on(shutdown.clone())
+    .run(
+        move |rotation, ctx| {
+            let ready = ready.clone();
+            async move {
+                if !ready.wait_bounded().await {
+                    tracing::warn!(rotation = %rotation.name_any(), "Caches are still loading; retrying the reconcile");
+                    return Ok(Action::requeue(CACHE_WAIT));
                 }
-            },
-            rotation::error_policy,
-            context,
-        )
-        .for_each(|result| async move {
-            if let Err(error) = result {
-                tracing::debug!(error = %error, "Controller event");
+                rotation::reconcile(rotation, ctx).await
             }
-        });
+        },
+        rotation::error_policy,
+        context,
+    )
+    .for_each(log_controller_event);
+    let rotation_run =
+        run_until_shutdown("SecretRotation", rotation_run, rotations_loaded, shutdown);
 
     let run = async move {
         futures::join!(policy_run, rotation_run);
