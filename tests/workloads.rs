@@ -267,11 +267,12 @@ async fn loosened_deployment_reverted() {
     let deployments = setup.deployments(&client);
     let hardened = wait_hardened(&deployments, "web").await;
 
-    // Someone loosens it with kubectl: root, privileged, no drop list.
+    // Someone loosens it with kubectl: root, privileged, no drop list, an added capability.
     let patch = json!({"spec": {"template": {"spec": {
         "securityContext": { "runAsUser": 0 },
         "containers": [{ "name": "app", "securityContext": {
-            "privileged": true, "allowPrivilegeEscalation": true, "capabilities": { "drop": null },
+            "privileged": true, "allowPrivilegeEscalation": true,
+            "capabilities": { "drop": null, "add": ["NET_RAW"] },
         } }],
     }}}});
     // The patch's own response shows the loosened object: the operator may revert it before
@@ -292,6 +293,22 @@ async fn loosened_deployment_reverted() {
         (status.drift_corrections >= 1).then_some(status)
     })
     .await;
+    assert_eq!(status.drift_corrections, 1);
+    assert!(
+        container_context(&restored, "app")["capabilities"]["add"].is_null(),
+        "the API server omits the emptied list"
+    );
+
+    // Once restored, the workload is converged: nothing more is written.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let writes = operator.requests.mutating();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        operator.requests.mutating(),
+        writes,
+        "writes after the correction"
+    );
+    let status = policy(&client, &setup.id).await.status.unwrap();
     assert_eq!(status.drift_corrections, 1);
 
     operator.stop().await;

@@ -366,7 +366,11 @@ impl<'a> PatchBuilder<'a> {
         for key in path.split('.') {
             current = current.get(key).unwrap_or(&Value::Null);
         }
-        if *current != value {
+        // The API server omits empty lists and maps, so an unset field already matches one.
+        let omitted_empty = current.is_null()
+            && (value.as_array().is_some_and(Vec::is_empty)
+                || value.as_object().is_some_and(serde_json::Map::is_empty));
+        if *current != value && !omitted_empty {
             self.changes.push(FieldChange {
                 path: format!("{}.{path}", target.describe()),
                 from: display(current),

@@ -584,3 +584,33 @@ fn quantities_parse() {
     }
     assert_eq!(parse_quantity(&Quantity("lots".into())), None);
 }
+
+#[test]
+fn removed_capabilities_stay_converged() {
+    // The operator empties an added list, and the API server then omits the empty list. The
+    // omitted list is what the operator asked for, not drift.
+    let spec = defaults();
+    let original = template(json!({
+        "containers": [{
+            "name": "app",
+            "securityContext": { "capabilities": { "add": ["NET_RAW"] } },
+        }],
+    }));
+    let effective = effective(&spec);
+    let first = harden(&original, &effective, &Owned::default());
+    assert!(
+        change_paths(&first)
+            .iter()
+            .any(|path| path.ends_with("capabilities.add"))
+    );
+
+    let mut stored = serde_json::to_value(apply(&original, &first.template_patch)).unwrap();
+    let capabilities = &mut stored["spec"]["containers"][0]["securityContext"]["capabilities"];
+    assert_eq!(capabilities["add"], json!([]));
+    capabilities.as_object_mut().unwrap().remove("add");
+    let stored: PodTemplateSpec = serde_json::from_value(stored).unwrap();
+
+    let owned = Owned::new(fields_of(&first.template_patch));
+    let second = harden(&stored, &effective, &owned);
+    assert_eq!(second.changes, Vec::new());
+}
