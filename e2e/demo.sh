@@ -28,11 +28,18 @@ say "Installing the CRDs"
 kubectl apply --server-side -f crds/crds.yaml
 kubectl wait --for condition=established --timeout=60s crd --all >/dev/null
 
+say "Creating the operator's namespace, which keeps the CA and the key of the value hashes"
+kubectl create namespace medianest-system --dry-run=client -o yaml | kubectl apply -f -
+
 say "Applying the MediaNest example"
 kubectl apply -f manifests/examples/namespaces.yaml
 kubectl apply -f manifests/examples/workloads.yaml
 kubectl apply -f manifests/examples/policy.yaml
 kubectl apply -f manifests/examples/secrets.yaml
+# No kubelet runs here, so a restarted workload never reports its rollout as finished and the
+# example's pacing (one rollout at a time, 5 minutes each) would harden one workload per
+# 5 minutes. The demo lets every workload roll out at once.
+kubectl patch msp medianest --type merge -p '{"spec": {"workloads": {"rollout": {"maxConcurrent": 10}}}}'
 
 say "Starting the operator (logs in $log_file)"
 "$operator" run --listen 127.0.0.1:18080 --log-format plain >"$log_file" 2>&1 &
@@ -64,7 +71,7 @@ kubectl get msp medianest -o wide
 say "Hardened workloads (the reverse proxy keeps NET_BIND_SERVICE through its exemption)"
 for _ in $(seq 1 50); do
   hardened=$(kubectl get msp medianest -o jsonpath='{.status.hardenedWorkloads}')
-  [ "${hardened:-0}" -ge 4 ] && break
+  [ "${hardened:-0}" -ge 5 ] && break
   sleep 0.2
 done
 kubectl -n medianest-dmz get deployment reverse-proxy \

@@ -310,6 +310,8 @@ async fn run_operator(args: RunArgs) -> Result<(), String> {
         "Starting"
     );
 
+    warn_if_namespace_missing(&client, &settings.operator_namespace).await;
+
     let (caches, controllers) =
         controller::controllers(client, settings, metrics.clone(), shutdown_signal());
     let ready = Arc::new(AtomicBool::new(false));
@@ -332,6 +334,25 @@ async fn run_operator(args: RunArgs) -> Result<(), String> {
     server.abort();
     tracing::info!("Stopped");
     Ok(())
+}
+
+/// Warns when the operator's own namespace does not exist: the generated CAs and the key of
+/// the value hashes live there, so certificates and SecretRotations fail until it exists.
+async fn warn_if_namespace_missing(client: &kube::Client, namespace: &str) {
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(client.clone());
+    match namespaces.get_metadata_opt(namespace).await {
+        Ok(Some(_)) => {}
+        Ok(None) => tracing::warn!(
+            namespace,
+            "The operator's namespace does not exist, so generated CAs and secrets cannot be \
+             stored; create it (kubectl create namespace {namespace}) or pass --namespace"
+        ),
+        // Without permission to read namespaces the writes themselves report the problem.
+        Err(error) => {
+            tracing::debug!(namespace, error = %error, "Failed to check whether the operator's namespace exists")
+        }
+    }
 }
 
 /// Completes on SIGTERM or Ctrl-C.

@@ -291,6 +291,44 @@ async fn binary_stops_without_loaded_cache() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn missing_namespace_warned() {
+    let _client = client().await;
+    let id = unique_id("binns");
+    let port = free_port();
+    let namespace = format!("{id}-missing");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_medianest-operator"))
+        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--namespace", &namespace])
+        .args(["--policy-selector", &format!("{TEST_LABEL}={id}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the operator binary");
+    let mut stderr = child.stderr.take().unwrap();
+    let logs = std::thread::spawn(move || {
+        let mut logs = Vec::new();
+        let _ = stderr.read_to_end(&mut logs);
+        String::from_utf8_lossy(&logs).into_owned()
+    });
+    let started = Instant::now();
+    while get(port, "/readyz").map(|(status, _)| status) != Some(200) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "/readyz did not return 200 within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let logs = stop(Running { child, logs });
+    let warning = logs
+        .lines()
+        .find(|line| line.contains("namespace does not exist"))
+        .unwrap_or_else(|| panic!("no warning about the missing namespace: {logs}"));
+    assert!(warning.contains(&namespace), "{warning}");
+    assert!(warning.contains("\"level\":\"WARN\""), "{warning}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn busy_listen_port_fails_startup() {
     let _client = client().await;
     let taken = TcpListener::bind("127.0.0.1:0").unwrap();
