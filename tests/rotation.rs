@@ -312,6 +312,67 @@ async fn requested_rotations_restart_consumer_once() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn deleted_secret_restarts_consumer() {
+    let client = client().await;
+    let setup = Setup::create(&client, "srdel").await;
+    Api::<Deployment>::namespaced(client.clone(), &setup.namespace)
+        .create(&PostParams::default(), &deployment("api", "tokens"))
+        .await
+        .unwrap();
+    let operator = Operator::start(&setup.id, LONG_RESYNC).await;
+    let spec = jwt_spec(
+        "tokens",
+        "90d",
+        json!({ "consumers": { "discover": true, "restartWindow": "1s" } }),
+    );
+    setup.apply(&client, "tokens", spec, json!({})).await;
+    let secrets = setup.secrets(&client);
+    let first = wait_version(&secrets, "tokens", 1).await;
+    wait_for("the status at version 1", WATCH_DEADLINE, || async {
+        let rotation = setup.rotations(&client).get("tokens").await.ok()?;
+        (rotation.status?.current_version? == 1).then_some(())
+    })
+    .await;
+
+    // The consumer's pods hold the deleted values, so the regenerated Secret is a new version
+    // and the consumer restarts.
+    secrets
+        .delete("tokens", &DeleteParams::default())
+        .await
+        .unwrap();
+    let regenerated = wait_for("the deleted Secret regenerated", WATCH_DEADLINE, || async {
+        let secret = secrets.get_opt("tokens").await.ok()??;
+        (secret.uid() != first.uid()).then_some(secret)
+    })
+    .await;
+    assert_eq!(version(&regenerated), 2);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &setup.namespace);
+    wait_for(
+        "the consumer restarted for version 2",
+        WATCH_DEADLINE,
+        || async {
+            let deployment = deployments.get("api").await.ok()?;
+            let annotations = deployment.spec.template.metadata?.annotations?;
+            (annotations.get("rotation.security.medianest.io/tokens")? == "2").then_some(())
+        },
+    )
+    .await;
+    let status = wait_for("the status at version 2", WATCH_DEADLINE, || async {
+        let rotation = setup.rotations(&client).get("tokens").await.ok()?;
+        let status = rotation.status?;
+        (status.current_version? == 2).then_some(status)
+    })
+    .await;
+    assert_eq!(
+        status.restarted_consumers,
+        vec!["Deployment/api".to_string()]
+    );
+
+    operator.stop().await;
+    setup.cleanup(&client).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn existing_secret_adopted_or_rotated() {
     let client = client().await;
     let setup = Setup::create(&client, "sradopt").await;

@@ -384,7 +384,7 @@ async fn execute(
             let data = generate_all(spec).await?;
             (
                 data,
-                1,
+                first_version(ctx, rotation),
                 now,
                 None,
                 (
@@ -935,6 +935,23 @@ pub fn restart_key(name: &str) -> String {
         format!("{}-{}", &name[..52], &hex_digest(name.as_bytes())[..10])
     };
     format!("{RESTART_ANNOTATION_PREFIX}{suffix}")
+}
+
+/// The version of a newly generated Secret: 1, or one more than any version the status or a
+/// consumer's pod template recorded. A Secret that was deleted and is generated again thus
+/// gets a new version, and the consumers still holding the deleted values restart.
+fn first_version(ctx: &Context, rotation: &SecretRotation) -> u64 {
+    let key = restart_key(&rotation.spec.secret_name);
+    let status = rotation
+        .status
+        .as_ref()
+        .and_then(|status| status.current_version)
+        .and_then(|version| u64::try_from(version).ok());
+    let consumers = consumers(ctx, rotation)
+        .iter()
+        .filter_map(|workload| template_annotation(workload, &key)?.parse::<u64>().ok())
+        .max();
+    status.max(consumers).map_or(1, |seen| seen + 1)
 }
 
 fn template_annotation(workload: &Workload, key: &str) -> Option<String> {
