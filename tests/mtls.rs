@@ -528,6 +528,26 @@ async fn bad_ca_reported_not_overwritten() {
         "nothing issued"
     );
 
+    // The Secret is fixed with a real CA: the operator does not watch it, but looks again
+    // within its recheck interval of 30 seconds, far shorter than the resync.
+    let fixed = json!({ "stringData": { "tls.crt": ca.cert_pem, "tls.key": ca.key.expose() } });
+    setup
+        .secrets(&client)
+        .patch("leaf-as-ca", &PatchParams::default(), &Patch::Merge(&fixed))
+        .await
+        .unwrap();
+    wait_for(
+        "certificates issued by the fixed CA",
+        Duration::from_secs(90),
+        || async {
+            let policy = policy(&client, &setup.id).await;
+            let (status, _, _) = condition(&policy, "CertificatesReady")?;
+            let issued = setup.secrets(&client).get_opt("api-tls").await.ok()??;
+            (status == "True").then_some(issued)
+        },
+    )
+    .await;
+
     // renewBefore not shorter than the lifetime.
     setup
         .apply_policy(

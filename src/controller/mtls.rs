@@ -130,6 +130,11 @@ pub async fn reconcile(
         Ok(ca) => ca,
         Err(CaFailure::Invalid(message)) => {
             outcome.fail(reason::INVALID_CA, message);
+            // The operator does not watch Secrets it did not create, so it looks at a
+            // referenced CA again after a while instead of waiting for the next resync.
+            if spec.ca.secret_ref.is_some() {
+                outcome.requeue_after = Some(REFERENCED_CA_RECHECK);
+            }
             return outcome;
         }
         Err(CaFailure::Api(error)) => {
@@ -253,6 +258,9 @@ fn durations(spec: &MtlsSpec, floor: Duration) -> Result<Durations, String> {
         propagation_delay,
     })
 }
+
+/// How soon a policy whose referenced CA Secret is missing or unusable looks at it again.
+const REFERENCED_CA_RECHECK: Duration = Duration::from_secs(30);
 
 enum CaFailure {
     /// The referenced CA is missing or unusable; retrying cannot help until it changes.
