@@ -528,6 +528,17 @@ async fn bad_ca_reported_not_overwritten() {
         "nothing issued"
     );
 
+    // Waiting for the Secret to change is no busy loop.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (writes, reads) = (operator.requests.mutating(), operator.requests.reads());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(operator.requests.mutating(), writes, "writes while the CA is invalid");
+    assert!(
+        operator.requests.reads() <= reads + 2,
+        "reads while the CA is invalid: {}",
+        operator.requests.reads() - reads
+    );
+
     // The Secret is fixed with a real CA: the operator does not watch it, but looks again
     // within its recheck interval of 30 seconds, far shorter than the resync.
     let fixed = json!({ "stringData": { "tls.crt": ca.cert_pem, "tls.key": ca.key.expose() } });

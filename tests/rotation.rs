@@ -611,8 +611,31 @@ async fn bad_specs_rejected() {
     }
 
     // What admission cannot check becomes a False condition: a grace period longer than the
-    // interval, and a Secret of another type.
+    // interval, a Secret of another type, and a Secret the API server rejects.
     let operator = Operator::start(&setup.id, LONG_RESYNC).await;
+    let mut tls = jwt_spec("tls-typed", "90d", json!({}));
+    tls["secretType"] = json!("kubernetes.io/tls");
+    setup.apply(&client, "tls-typed", tls, json!({})).await;
+    let (reason, message) = wait_for(
+        "Ready=False for a rejected Secret",
+        WATCH_DEADLINE,
+        || async {
+            let rotation = api.get("tls-typed").await.ok()?;
+            let ready = rotation
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready")?;
+            (ready.status == "False").then_some((ready.reason, ready.message))
+        },
+    )
+    .await;
+    assert_eq!(reason, "ApplyFailed");
+    assert!(
+        message.contains("tls-typed") && message.contains("tls.crt"),
+        "{message}"
+    );
+
     setup
         .apply(
             &client,

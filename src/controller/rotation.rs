@@ -164,7 +164,21 @@ async fn reconcile_inner(rotation: &SecretRotation, ctx: &Context) -> Result<Act
         }) if status.code == 409 => {
             return Ok(Action::requeue(Duration::from_millis(500)));
         }
-        Err(error) => return Err(error),
+        Err(error) => {
+            // The error policy publishes an Event and waits or backs off; the status says
+            // why as well. API errors about a Secret name fields, never values.
+            let message = chain(&error, 1024);
+            let _ = report(
+                ctx,
+                rotation,
+                stored.as_ref(),
+                failed(reason::APPLY_FAILED, message),
+                Vec::new(),
+                false,
+            )
+            .await;
+            return Err(error);
+        }
     };
     // New values answer any pending request; other writes leave it pending.
     let request_handled = matches!(decision, Plan::Create | Plan::Rotate { .. });
