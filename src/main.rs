@@ -325,9 +325,10 @@ async fn run_operator(args: RunArgs) -> Result<(), String> {
         }
     });
     tokio::spawn(async move {
-        caches.wait_until_ready().await;
-        ready.store(true, Ordering::Relaxed);
-        tracing::info!("Caches loaded");
+        if caches.wait_until_ready().await {
+            ready.store(true, Ordering::Relaxed);
+            tracing::info!("Caches loaded");
+        }
     });
 
     controllers.await;

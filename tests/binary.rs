@@ -254,6 +254,16 @@ async fn binary_stops_without_loaded_cache() {
         .await
         .unwrap();
     let kubeconfig = impersonating_kubeconfig(&user);
+    // A policy whose reconcile waits for the caches when the shutdown begins.
+    let policy: MediaNestSecurityPolicy = serde_json::from_value(json!({
+        "apiVersion": "security.medianest.io/v1alpha1",
+        "kind": "MediaNestSecurityPolicy",
+        "metadata": { "name": id, "labels": { TEST_LABEL: id } },
+        "spec": { "namespaceSelector": { "matchLabels": { TEST_LABEL: id } } },
+    }))
+    .unwrap();
+    let policies = Api::<MediaNestSecurityPolicy>::all(client.clone());
+    policies.create(&Default::default(), &policy).await.unwrap();
 
     let port = free_port();
     let running = start_with_env(&id, port, &[("KUBECONFIG", kubeconfig.to_str().unwrap())]);
@@ -270,6 +280,7 @@ async fn binary_stops_without_loaded_cache() {
     let readiness = get(port, "/readyz").map(|(status, _)| status);
 
     let logs = stop(running);
+    let _ = policies.delete(&id, &Default::default()).await;
     let _ = bindings.delete(&id, &Default::default()).await;
     let _ = roles.delete(&id, &Default::default()).await;
     let _ = std::fs::remove_file(&kubeconfig);
@@ -287,6 +298,15 @@ async fn binary_stops_without_loaded_cache() {
     assert!(
         logs.contains("Stopped before the cache of this kind loaded"),
         "{logs}"
+    );
+    assert!(!logs.contains("Caches loaded"), "{logs}");
+    // The shutdown cut the reconcile's wait for the caches short.
+    let (_, after_shutdown) = logs
+        .split_once("Shutdown requested")
+        .expect("the shutdown is logged");
+    assert!(
+        !after_shutdown.contains("Caches are still loading"),
+        "{after_shutdown}"
     );
 }
 

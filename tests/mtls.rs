@@ -532,7 +532,11 @@ async fn bad_ca_reported_not_overwritten() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (writes, reads) = (operator.requests.mutating(), operator.requests.reads());
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(operator.requests.mutating(), writes, "writes while the CA is invalid");
+    assert_eq!(
+        operator.requests.mutating(),
+        writes,
+        "writes while the CA is invalid"
+    );
     assert!(
         operator.requests.reads() <= reads + 2,
         "reads while the CA is invalid: {}",

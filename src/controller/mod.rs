@@ -50,11 +50,11 @@ pub struct Caches {
 }
 
 impl Caches {
-    /// Waits until every cache contains its first complete list.
-    pub async fn wait_until_ready(&self) {
+    /// Waits until every cache contains its first complete list. Returns false when the
+    /// caches stop loading first, which happens only at shutdown.
+    pub async fn wait_until_ready(&self) -> bool {
         let mut ready = self.ready.clone();
-        // An error means the loading task ended, which happens only at shutdown.
-        let _ = ready.wait_for(|loaded| *loaded).await;
+        ready.wait_for(|loaded| *loaded).await.is_ok()
     }
 
     /// Waits for the caches like `wait_until_ready`, but at most `CACHE_WAIT`, so that a
@@ -63,7 +63,7 @@ impl Caches {
     async fn wait_bounded(&self) -> bool {
         tokio::time::timeout(CACHE_WAIT, self.wait_until_ready())
             .await
-            .is_ok()
+            .unwrap_or(false)
     }
 }
 
@@ -498,6 +498,7 @@ pub fn controllers(
     tasks.push(tokio::spawn(load_caches(loaded, ready_sender)));
 
     let ready = caches.clone();
+    let shutdown_for_policy = shutdown.clone();
     let policy_run = Controller::for_stream(
         trigger_stream(policy_objects, shutdown.clone()).map(Ok),
         caches.policies.clone(),
@@ -507,8 +508,14 @@ pub fn controllers(
     .run(
         move |policy, ctx| {
             let ready = ready.clone();
+            let shutdown = shutdown_for_policy.clone();
             async move {
-                if !ready.wait_bounded().await {
+                // A shutdown cuts the wait short, so that it does not wait for the caches.
+                let loaded = tokio::select! {
+                    loaded = ready.wait_bounded() => loaded,
+                    () = shutdown => return Ok(Action::await_change()),
+                };
+                if !loaded {
                     tracing::warn!(policy = %policy.name_any(), "Caches are still loading; retrying the reconcile");
                     return Ok(Action::requeue(CACHE_WAIT));
                 }
@@ -527,6 +534,7 @@ pub fn controllers(
     );
 
     let ready = caches.clone();
+    let shutdown_for_rotation = shutdown.clone();
     let rotation_run = Controller::for_stream(
         trigger_stream(rotation_objects, shutdown.clone()).map(Ok),
         caches.rotations.clone(),
@@ -536,8 +544,14 @@ pub fn controllers(
     .run(
         move |rotation, ctx| {
             let ready = ready.clone();
+            let shutdown = shutdown_for_rotation.clone();
             async move {
-                if !ready.wait_bounded().await {
+                // A shutdown cuts the wait short, so that it does not wait for the caches.
+                let loaded = tokio::select! {
+                    loaded = ready.wait_bounded() => loaded,
+                    () = shutdown => return Ok(Action::await_change()),
+                };
+                if !loaded {
                     tracing::warn!(rotation = %rotation.name_any(), "Caches are still loading; retrying the reconcile");
                     return Ok(Action::requeue(CACHE_WAIT));
                 }

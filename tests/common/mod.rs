@@ -211,9 +211,10 @@ impl Operator {
                 let _ = signal.await;
             });
         let task = tokio::spawn(run);
-        tokio::time::timeout(Duration::from_secs(30), caches.wait_until_ready())
+        let loaded = tokio::time::timeout(Duration::from_secs(30), caches.wait_until_ready())
             .await
             .expect("operator caches loaded within 30s");
+        assert!(loaded, "the operator's caches stopped loading");
         Self {
             requests,
             metrics,
