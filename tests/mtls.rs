@@ -578,6 +578,12 @@ async fn bad_ca_reported_not_overwritten() {
     })
     .await;
     assert!(message.contains("spec.mtls.renewBefore"), "{message}");
+    let policy = policy(&client, &setup.id).await;
+    let (status, reason, message) = condition(&policy, "CertificatesReady").unwrap();
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "InvalidSpec"));
+    assert!(message.contains("spec.mtls.renewBefore"), "{message}");
+    let (_, _, network) = condition(&policy, "NetworkReady").unwrap();
+    assert!(!network.contains("renewBefore"), "{network}");
 
     operator.stop().await;
     setup.cleanup(&client).await;

@@ -53,7 +53,7 @@ async fn reconcile_inner(policy: &MediaNestSecurityPolicy, ctx: &Context) -> Res
     })?;
 
     if let Err(errors) = validate::validate_policy(&name, &policy.spec) {
-        report_invalid(policy, ctx, &errors.to_string()).await?;
+        report_invalid(policy, ctx, &errors).await?;
         // Retrying cannot fix the spec: wait for the next change of the policy.
         return Ok(Action::await_change());
     }
@@ -124,21 +124,47 @@ fn policy_views<'a>(
 async fn report_invalid(
     policy: &MediaNestSecurityPolicy,
     ctx: &Context,
-    message: &str,
+    errors: &validate::FieldErrors,
 ) -> Result<(), Error> {
+    let message = &errors.to_string();
     let previous = policy.status.clone().unwrap_or_default();
     let already_reported =
         condition::find(&previous.conditions, condition::READY).is_some_and(|ready| {
             ready.reason == reason::INVALID_SPEC
                 && ready.message == condition::truncate(message, 1024)
         });
-    let update =
-        |type_| ConditionUpdate::new(type_, ConditionStatus::False, reason::INVALID_SPEC, message);
+    // Ready carries every problem, and each section's condition the problems of its fields.
+    let mut updates = vec![ConditionUpdate::new(
+        condition::READY,
+        ConditionStatus::False,
+        reason::INVALID_SPEC,
+        message,
+    )];
+    for section in [
+        condition::NETWORK_READY,
+        condition::WORKLOADS_READY,
+        condition::CERTIFICATES_READY,
+    ] {
+        let problems: Vec<String> = errors
+            .0
+            .iter()
+            .filter(|error| section_of(&error.field) == section)
+            .map(ToString::to_string)
+            .collect();
+        if !problems.is_empty() {
+            updates.push(ConditionUpdate::new(
+                section,
+                ConditionStatus::False,
+                reason::INVALID_SPEC,
+                problems.join("; "),
+            ));
+        }
+    }
     let status = MediaNestSecurityPolicyStatus {
         observed_generation: policy.meta().generation,
         conditions: condition::merge_conditions(
             &previous.conditions,
-            &[update(condition::READY), update(condition::NETWORK_READY)],
+            &updates,
             policy.meta().generation,
             now(),
         ),
@@ -158,7 +184,7 @@ async fn report_invalid(
             "Invalid policy spec; keeping the generated objects"
         );
         let note = format!(
-            "{message}. The NetworkPolicies generated before stay in place until the spec is fixed"
+            "{message}. The objects generated before stay in place until the spec is fixed"
         );
         publish(
             ctx,
@@ -172,6 +198,17 @@ async fn report_invalid(
     }
     write_policy_status(&ctx.client, policy, status).await?;
     Ok(())
+}
+
+/// The condition that reports problems of the spec field `field`.
+fn section_of(field: &str) -> &'static str {
+    if field.starts_with("spec.workloads") {
+        condition::WORKLOADS_READY
+    } else if field.starts_with("spec.mtls") {
+        condition::CERTIFICATES_READY
+    } else {
+        condition::NETWORK_READY
+    }
 }
 
 /// Decides what happens after a failed reconcile: a Warning Event, a failure metric, and a
