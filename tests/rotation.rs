@@ -710,6 +710,25 @@ async fn bad_specs_rejected() {
         "nothing overwritten"
     );
 
+    // A rotation request that is not a timestamp is reported, and rotates nothing.
+    setup
+        .apply(
+            &client,
+            "request",
+            jwt_spec("request", "90d", json!({})),
+            json!({ "security.medianest.io/rotate": "now" }),
+        )
+        .await;
+    let secrets = setup.secrets(&client);
+    wait_version(&secrets, "request", 1).await;
+    wait_for("the invalid request reported", WATCH_DEADLINE, || async {
+        events_with(&client, &setup.namespace, "InvalidRotateRequest")
+            .await
+            .then_some(())
+    })
+    .await;
+    assert_eq!(version(&secrets.get("request").await.unwrap()), 1);
+
     operator.stop().await;
     setup.cleanup(&client).await;
 }

@@ -97,6 +97,26 @@ async fn reconcile_inner(rotation: &SecretRotation, ctx: &Context) -> Result<Act
     let spec = &rotation.spec;
     let now = now();
 
+    if let Some(text) = rotation.annotations().get(ROTATE_ANNOTATION)
+        && text.parse::<Timestamp>().is_err()
+    {
+        let note = format!(
+            "Annotation {ROTATE_ANNOTATION}={text:?} is not an RFC 3339 timestamp, so it requests \
+             nothing. Run medianest-operator rotate {} -n {namespace}, or set it to the current \
+             time such as 2026-12-04T10:00:00Z",
+            rotation.name_any()
+        );
+        tracing::warn!(rotation = %rotation.name_any(), namespace = %namespace, value = %text, "Invalid rotation request annotation");
+        publish(
+            ctx,
+            rotation,
+            EventType::Warning,
+            "InvalidRotateRequest",
+            note,
+        )
+        .await;
+    }
+
     let hash_key = ctx.hash_key().await?;
     let stored = read_secret(ctx, &namespace, &spec.secret_name).await?;
     let settings = match settings(
@@ -560,7 +580,7 @@ async fn execute(
     let written = write_secret(ctx, rotation, stored, data, annotations).await?;
     failpoints::hit(Point::AfterSecretWrite).await;
 
-    tracing::info!(secret = %label, version, plan = ?std::mem::discriminant(decision), "Wrote Secret");
+    tracing::info!(secret = %label, version, plan = decision.name(), "Wrote Secret");
     let (kind, reason_text, note) = event;
     publish(ctx, rotation, kind, reason_text, note).await;
     Ok(Some(written))

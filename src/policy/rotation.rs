@@ -81,6 +81,20 @@ pub enum Plan {
     Nothing,
 }
 
+impl Plan {
+    /// The plan's name, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Plan::Create => "Create",
+            Plan::Rotate { .. } => "Rotate",
+            Plan::AddMissingKeys { .. } => "AddMissingKeys",
+            Plan::DropPrevious => "DropPrevious",
+            Plan::AdoptEdit => "AdoptEdit",
+            Plan::Nothing => "Nothing",
+        }
+    }
+}
+
 /// Cause of a [`Plan::Rotate`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RotateReason {
