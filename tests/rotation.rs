@@ -578,6 +578,10 @@ async fn bad_specs_rejected() {
             "set exactly one of",
         ),
         (
+            json!({ "secretName": "s", "interval": "90days", "keys": [{ "name": "k", "generator": { "randomBytes": { "length": 32 } } }] }),
+            "'90days' is not a duration: use numbers with the units",
+        ),
+        (
             json!({ "secretName": "s", "keys": [{ "name": "k", "generator": { "randomBytes": { "length": 8, "encoding": "base32" } } }] }),
             "encoding",
         ),

@@ -69,10 +69,15 @@ impl JsonSchema for Duration {
     }
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        // A CEL rule instead of a plain pattern, so that a rejection names the value and the
+        // format rather than printing the regular expression.
         json_schema!({
             "type": "string",
-            "pattern": DURATION_PATTERN,
             "maxLength": 64,
+            "x-kubernetes-validations": [{
+                "rule": format!("self.matches(r'{DURATION_PATTERN}')"),
+                "messageExpression": "\"'\" + self + \"' is not a duration: use numbers with the units ns, us, ms, s, m, h or d, such as 90m, 12h or 90d\"",
+            }],
         })
     }
 }
