@@ -80,6 +80,19 @@ fn key_pair(name: &str) -> Value {
     json!({ "name": name, "generator": { "keyPair": { "algorithm": "ES256" } } })
 }
 
+fn exemption(reason: &str, capabilities: Value) -> Value {
+    json!({
+        "namespaceSelector": {},
+        "workloads": { "exemptions": [{
+            "kind": "Deployment",
+            "namespace": "media",
+            "name": "proxy",
+            "reason": reason,
+            "addCapabilities": capabilities,
+        }] }
+    })
+}
+
 fn zone_with_rule(rule: Value) -> Value {
     json!({
         "namespaceSelector": {},
@@ -207,6 +220,42 @@ async fn invalid_policies_rejected_with_field() {
             json!({"mode": "Dry", "namespaceSelector": {}}),
             "spec.mode".into(),
             "Unsupported value",
+        ),
+        (
+            "port number as a string",
+            zone_with_rule(json!({"from": [{"anywhere": true}], "ports": [{"port": "8080"}]})),
+            format!("{rule_field}.ports[0].port"),
+            "port \"8080\" is a string of digits: use the number 8080; named ports are lowercase letters, digits and hyphens with at least one letter",
+        ),
+        (
+            "port name with two hyphens in a row",
+            zone_with_rule(json!({"from": [{"anywhere": true}], "ports": [{"port": "web--tls"}]})),
+            format!("{rule_field}.ports[0].port"),
+            "should match",
+        ),
+        (
+            "exemption reason of only whitespace",
+            exemption(" \t ", json!(["NET_ADMIN"])),
+            "spec.workloads.exemptions[0].reason".into(),
+            "reason is only whitespace; say why the workload needs the relaxation",
+        ),
+        (
+            "capability with the CAP_ prefix",
+            exemption("binds port 80", json!(["CHOWN", "CAP_NET_BIND_SERVICE"])),
+            "spec.workloads.exemptions[0].addCapabilities[1]".into(),
+            "use NET_BIND_SERVICE instead of CAP_NET_BIND_SERVICE",
+        ),
+        (
+            "the CAP_ prefix alone",
+            exemption("binds port 80", json!(["CAP_"])),
+            "spec.workloads.exemptions[0].addCapabilities[0]".into(),
+            "CAP_ is not a capability name",
+        ),
+        (
+            "every capability added",
+            exemption("needs everything", json!(["ALL"])),
+            "spec.workloads.exemptions[0].addCapabilities[0]".into(),
+            "ALL cannot be added; list each capability the workload needs",
         ),
     ];
 
@@ -393,11 +442,18 @@ async fn valid_policies_admitted() {
             {"namespaceSelector": {"matchLabels": {"team": "ops"}}, "podSelector": {"matchLabels": {"app": "probe"}}},
             {"cidr": "2001:db8::/32", "except": ["2001:db8:1::/48"]},
         ],
-        "ports": [{"port": "http"}, {"port": 8000, "endPort": 8100, "protocol": "UDP"}, {"port": 9, "protocol": "SCTP"}],
+        "ports": [{"port": "http"}, {"port": "h2c-8080"}, {"port": 8000, "endPort": 8100, "protocol": "UDP"}, {"port": 9, "protocol": "SCTP"}],
     }));
     admit(&client, rich)
         .await
         .expect("a policy using every kind of source is admitted");
+
+    admit(
+        &client,
+        exemption("binds port 80", json!(["NET_BIND_SERVICE", "CHOWN"])),
+    )
+    .await
+    .expect("an exemption with a reason and capability names is admitted");
 }
 
 #[tokio::test(flavor = "multi_thread")]
