@@ -113,6 +113,11 @@ struct RenderArgs {
     /// placeholders.
     #[arg(long)]
     show_secrets: bool,
+
+    /// Shortest rotation interval a SecretRotation may ask for (duration such as 1h), as the
+    /// operator's flag of the same name sets it.
+    #[arg(long, default_value = "1h", value_parser = parse_interval)]
+    min_rotation_interval: Duration,
 }
 
 fn parse_interval(text: &str) -> Result<Duration, String> {
@@ -236,7 +241,7 @@ fn render_files(args: RenderArgs) -> ExitCode {
         }
     }
 
-    let input = match render::parse(&sources) {
+    let input = match render::parse(&sources, args.min_rotation_interval) {
         Ok(input) => input,
         Err(errors) => {
             for error in errors {

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{Resource, ResourceExt};
@@ -18,7 +19,8 @@ use crate::controller::workload::Workload;
 use crate::policy::hardening::{self, Owned, WorkloadId};
 use crate::policy::namespaces::{self, NamespaceInfo};
 use crate::policy::network::{self, PolicyRef};
-use crate::policy::validate;
+use crate::policy::rotation as rotation_plan;
+use crate::policy::validate::{self, FieldErrors};
 use crate::policy::workloads::{self as plan, PolicyView};
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::jiff::Timestamp;
@@ -43,8 +45,6 @@ pub enum RenderError {
     Field(Box<FieldProblem>),
     #[error("failed to encode the output as YAML")]
     Encode(#[source] serde_yaml::Error),
-    #[error("failed to generate a value: {0}")]
-    Generate(String),
 }
 
 /// A problem in one field of one document.
@@ -76,16 +76,30 @@ pub struct Input {
     pub namespaces: Vec<NamespaceInfo>,
     /// Deployments, StatefulSets, DaemonSets and CronJobs.
     pub workloads: Vec<Workload>,
-    /// SecretRotations.
-    pub rotations: Vec<SecretRotation>,
+    /// SecretRotations, with the documents they came from.
+    pub rotations: Vec<RotationDocument>,
     /// Jobs and bare Pods, which can only be reported, as "Kind namespace/name".
     pub unchangeable: Vec<String>,
     /// Kinds that were skipped because render does not act on them, with their counts.
     pub skipped: BTreeMap<String, usize>,
 }
 
-/// Parses every document of every source; a policy is also checked as the controller would.
-pub fn parse(sources: &[Source]) -> Result<Input, Vec<RenderError>> {
+/// A SecretRotation of the input and the document it came from.
+pub struct RotationDocument {
+    /// Name of the stream, as in [`Source::name`].
+    pub source_name: String,
+    /// Position of the document in its stream, as in [`FieldProblem::index`].
+    pub index: String,
+    pub rotation: SecretRotation,
+}
+
+/// Parses every document of every source. Policies and SecretRotations are also checked as the
+/// controller checks them, with `min_rotation_interval` as the shortest rotation interval
+/// allowed.
+pub fn parse(
+    sources: &[Source],
+    min_rotation_interval: Duration,
+) -> Result<Input, Vec<RenderError>> {
     let mut input = Input::default();
     let mut errors = Vec::new();
 
@@ -105,8 +119,12 @@ pub fn parse(sources: &[Source]) -> Result<Input, Vec<RenderError>> {
                     break;
                 }
             };
-            if let Err(error) = parse_document(&source.name, &index.to_string(), value, &mut input)
-            {
+            let document = Document {
+                source_name: &source.name,
+                index: &index.to_string(),
+                min_rotation_interval,
+            };
+            if let Err(error) = parse_document(&document, value, &mut input) {
                 errors.push(error);
             }
         }
@@ -119,12 +137,17 @@ pub fn parse(sources: &[Source]) -> Result<Input, Vec<RenderError>> {
     }
 }
 
-fn parse_document(
-    source_name: &str,
-    index: &str,
-    value: Value,
-    input: &mut Input,
-) -> Result<(), RenderError> {
+/// Location of a document, and the operator setting that its checks depend on.
+struct Document<'a> {
+    source_name: &'a str,
+    index: &'a str,
+    min_rotation_interval: Duration,
+}
+
+fn parse_document(document: &Document, value: Value, input: &mut Input) -> Result<(), RenderError> {
+    let Document {
+        source_name, index, ..
+    } = *document;
     let kind = match value.get("kind") {
         Some(Value::String(kind)) => kind.clone(),
         Some(_) => String::from("<invalid>"),
@@ -171,13 +194,8 @@ fn parse_document(
                 ));
             }
             if let Err(errors) = validate::validate_policy(&policy.name_any(), &policy.spec) {
-                let first = &errors.0[0];
-                let rest: Vec<String> = errors.0[1..].iter().map(ToString::to_string).collect();
-                let mut message = first.message.clone();
-                if !rest.is_empty() {
-                    message = format!("{message}; also {}", rest.join("; "));
-                }
-                return Err(field_error(first.field.clone(), message));
+                let (field, message) = first_and_rest(&errors);
+                return Err(field_error(field, message));
             }
             input.policies.push(policy);
         }
@@ -247,7 +265,17 @@ fn parse_document(
                     "unknown field; check its spelling against kubectl explain sr".into(),
                 ));
             }
-            input.rotations.push(rotation);
+            if let Err(errors) =
+                rotation_plan::validate_spec(&rotation.spec, document.min_rotation_interval)
+            {
+                let (field, message) = first_and_rest(&errors);
+                return Err(field_error(field, message));
+            }
+            input.rotations.push(RotationDocument {
+                source_name: source_name.to_string(),
+                index: index.to_string(),
+                rotation,
+            });
         }
         "Job" | "Pod" => {
             let namespace = value
@@ -266,12 +294,11 @@ fn parse_document(
                 .cloned()
                 .unwrap_or_default();
             for (position, item) in items.into_iter().enumerate() {
-                parse_document(
-                    source_name,
-                    &format!("{index}, items[{position}]"),
-                    item,
-                    input,
-                )?;
+                let item_document = Document {
+                    index: &format!("{index}, items[{position}]"),
+                    ..*document
+                };
+                parse_document(&item_document, item, input)?;
             }
         }
         "" => {
@@ -289,6 +316,18 @@ fn parse_document(
         other => *input.skipped.entry(other.to_string()).or_insert(0) += 1,
     }
     Ok(())
+}
+
+/// Returns the field of the first error, and a message of the first error followed by the
+/// others.
+fn first_and_rest(errors: &FieldErrors) -> (String, String) {
+    let first = &errors.0[0];
+    let rest: Vec<String> = errors.0[1..].iter().map(ToString::to_string).collect();
+    let mut message = first.message.clone();
+    if !rest.is_empty() {
+        message = format!("{message}; also {}", rest.join("; "));
+    }
+    (first.field.clone(), message)
 }
 
 /// Gives a workload without a namespace the `default` namespace, as kubectl would.
@@ -411,6 +450,11 @@ pub fn render_with(
             )));
             continue;
         }
+        if policy.spec.mtls.is_some() {
+            notes.push(Note(format!(
+                "MediaNestSecurityPolicy {name} sets spec.mtls: its certificate Secrets and CA bundles are generated at run time and not rendered"
+            )));
+        }
         let governed = namespaces::governed(&policy.spec, &input.namespaces, operator_namespace);
         if governed.is_empty() {
             notes.push(Note(format!(
@@ -447,14 +491,15 @@ fn render_rotations(
     show_secrets: bool,
     out: &mut String,
 ) -> Result<(), RenderError> {
-    for rotation in &input.rotations {
+    for document in &input.rotations {
+        let rotation = &document.rotation;
         let spec = &rotation.spec;
         let mut data = serde_json::Map::new();
         let mut string_data = serde_json::Map::new();
-        for key in &spec.keys {
+        for (index, key) in spec.keys.iter().enumerate() {
             if show_secrets {
                 let values = crate::controller::rotation::generate(&key.name, &key.generator)
-                    .map_err(|error| RenderError::Generate(error.to_string()))?;
+                    .map_err(|error| generation_failed(document, index, error))?;
                 for (name, value) in values {
                     data.insert(name, Value::String(STANDARD.encode(&value)));
                 }
@@ -494,6 +539,45 @@ fn render_rotations(
         out.push_str(&serde_yaml::to_string(&body).map_err(RenderError::Encode)?);
     }
     Ok(())
+}
+
+/// Builds the error for a failed generator of key `index`, naming its document and field.
+fn generation_failed(
+    document: &RotationDocument,
+    index: usize,
+    error: crate::controller::error::Error,
+) -> RenderError {
+    let message = match error {
+        crate::controller::error::Error::GenerateKey { message, .. } => message,
+        other => other.to_string(),
+    };
+    let generator = &document.rotation.spec.keys[index].generator;
+    RenderError::Field(Box::new(FieldProblem {
+        source_name: document.source_name.clone(),
+        index: document.index.clone(),
+        kind: "SecretRotation".into(),
+        name: document.rotation.name_any(),
+        field: format!(
+            "spec.keys[{index}].generator.{}",
+            generator_field(generator)
+        ),
+        message: format!("failed to generate a value: {message}"),
+    }))
+}
+
+/// Returns the name of the generator field that is set, such as jwtHmac.
+fn generator_field(generator: &crate::api::rotation::Generator) -> &'static str {
+    if generator.random_bytes.is_some() {
+        "randomBytes"
+    } else if generator.password.is_some() {
+        "password"
+    } else if generator.jwt_hmac.is_some() {
+        "jwtHmac"
+    } else if generator.key_pair.is_some() {
+        "keyPair"
+    } else {
+        "<none>"
+    }
 }
 
 fn describe_generator(generator: &crate::api::rotation::Generator) -> String {
@@ -620,10 +704,15 @@ mod tests {
         }]
     }
 
+    /// Parses `text` as input.yaml with the operator's default minimum rotation interval.
+    fn parse_text(text: &str) -> Result<Input, Vec<RenderError>> {
+        parse(&source(text), Duration::from_secs(3600))
+    }
+
     #[test]
     fn invalid_field_names_document_and_path() {
         let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: security.medianest.io/v1alpha1\nkind: MediaNestSecurityPolicy\nmetadata: {name: p}\nspec:\n  namespaceSelector: {}\n  network:\n    zones:\n      - name: web\n        podSelector: {}\n        ingress:\n          - from: [{zone: web}]\n            ports: [{port: 80, protocol: QUIC}]\n";
-        let errors = parse(&source(text)).err().expect("invalid input");
+        let errors = parse_text(text).err().expect("invalid input");
         let message = errors[0].to_string();
         assert!(
             message.starts_with("input.yaml: document 2 (MediaNestSecurityPolicy p): "),
@@ -639,7 +728,7 @@ mod tests {
     #[test]
     fn validation_error_names_field() {
         let text = "apiVersion: security.medianest.io/v1alpha1\nkind: MediaNestSecurityPolicy\nmetadata: {name: p}\nspec:\n  namespaceSelector: {}\n  network:\n    zones:\n      - name: web\n        podSelector: {}\n        ingress:\n          - from: [{zone: missing}]\n";
-        let errors = parse(&source(text)).err().expect("invalid input");
+        let errors = parse_text(text).err().expect("invalid input");
         let message = errors[0].to_string();
         assert!(
             message.contains("spec.network.zones[0].ingress[0].from[0].zone"),
@@ -650,7 +739,7 @@ mod tests {
 
     #[test]
     fn yaml_syntax_error_reported() {
-        let errors = parse(&source("kind: [unclosed\n"))
+        let errors = parse_text("kind: [unclosed\n")
             .err()
             .expect("invalid input");
         assert!(
@@ -662,7 +751,7 @@ mod tests {
 
     #[test]
     fn missing_kind_reported() {
-        let errors = parse(&source("metadata: {name: x}\n"))
+        let errors = parse_text("metadata: {name: x}\n")
             .err()
             .expect("invalid input");
         assert!(
@@ -675,7 +764,7 @@ mod tests {
     #[test]
     fn unknown_field_rejected() {
         let text = "apiVersion: security.medianest.io/v1alpha1\nkind: MediaNestSecurityPolicy\nmetadata: {name: p}\nspec:\n  namespaceSelector: {}\n  network:\n    defaultDenyy: false\n";
-        let errors = parse(&source(text)).err().expect("invalid input");
+        let errors = parse_text(text).err().expect("invalid input");
         let message = errors[0].to_string();
         assert!(
             message.contains("spec.network.defaultDenyy: unknown field"),
@@ -692,7 +781,7 @@ mod tests {
             let text = format!(
                 "apiVersion: {api_version:?}\nkind: MediaNestSecurityPolicy\nmetadata: {{name: p}}\nspec: {{namespaceSelector: {{}}}}\n"
             );
-            let errors = parse(&source(&text)).err().expect("invalid input");
+            let errors = parse_text(&text).err().expect("invalid input");
             assert!(errors[0].to_string().contains(fragment), "{}", errors[0]);
         }
     }
@@ -700,7 +789,7 @@ mod tests {
     #[test]
     fn invalid_name_rejected() {
         let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: Bad_Name}\n";
-        let errors = parse(&source(text)).err().expect("invalid input");
+        let errors = parse_text(text).err().expect("invalid input");
         assert!(
             errors[0]
                 .to_string()
@@ -713,13 +802,13 @@ mod tests {
     #[test]
     fn list_items_parsed() {
         let text = "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Namespace, metadata: {name: a}}\n- {apiVersion: v1, kind: Namespace, metadata: {name: b}}\n";
-        let input = parse(&source(text)).unwrap();
+        let input = parse_text(text).unwrap();
         assert_eq!(input.namespaces.len(), 2);
     }
 
     #[test]
     fn non_string_kind_rejected() {
-        let errors = parse(&source("apiVersion: v1\nkind: 5\n"))
+        let errors = parse_text("apiVersion: v1\nkind: 5\n")
             .err()
             .expect("invalid input");
         assert!(
@@ -732,7 +821,7 @@ mod tests {
     #[test]
     fn rotation_secret_redacted_unless_asked() {
         let text = include_str!("../manifests/examples/secrets.yaml");
-        let input = parse(&source(text)).unwrap();
+        let input = parse_text(text).unwrap();
         assert_eq!(input.rotations.len(), 2);
         let (redacted, _) = render_with(&input, "medianest-system", false).unwrap();
         assert!(
@@ -757,10 +846,123 @@ mod tests {
         );
     }
 
+    /// Returns a SecretRotation document named jwt with `spec` as its spec, in flow YAML.
+    fn rotation_yaml(spec: &str) -> String {
+        format!(
+            "apiVersion: security.medianest.io/v1alpha1\nkind: SecretRotation\nmetadata: {{name: jwt, namespace: app}}\nspec: {spec}\n"
+        )
+    }
+
+    #[test]
+    fn invalid_rotation_names_document_and_field() {
+        let cases = [
+            (
+                "HS256 key of 16 bytes",
+                "{secretName: jwt, keys: [{name: k, generator: {jwtHmac: {algorithm: HS256, length: 16}}}]}",
+                "spec.keys[0].generator.jwtHmac.length: 16 bytes is too short for HS256, which needs at least 32 bytes",
+            ),
+            (
+                "grace period longer than interval",
+                "{secretName: jwt, interval: 2h, previous: {gracePeriod: 3h}, keys: [{name: k, generator: {randomBytes: {length: 8}}}]}",
+                "spec.previous.gracePeriod: grace period 10800s is longer than the rotation interval 7200s",
+            ),
+            (
+                "key named after a public key",
+                "{secretName: jwt, keys: [{name: s, generator: {keyPair: {algorithm: ES256}}}, {name: s.pub, generator: {randomBytes: {length: 8}}}]}",
+                "spec.keys[1].name: key name \"s.pub\" is also where key pair \"s\" (spec.keys[0]) stores its public key",
+            ),
+            (
+                "interval below the operator's minimum",
+                "{secretName: jwt, interval: 10m, keys: [{name: k, generator: {randomBytes: {length: 8}}}]}",
+                "spec.interval: 10m is below the minimum of 1h",
+            ),
+        ];
+        for (label, spec, expected) in cases {
+            let text = format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata: {{name: app}}\n---\n{}",
+                rotation_yaml(spec)
+            );
+            let errors = parse_text(&text)
+                .err()
+                .unwrap_or_else(|| panic!("{label}: parsed"));
+            assert_eq!(errors.len(), 1, "{label}");
+            let message = errors[0].to_string();
+            assert!(
+                message.starts_with("input.yaml: document 2 (SecretRotation jwt): "),
+                "{label}: {message}"
+            );
+            assert!(message.contains(expected), "{label}: {message}");
+        }
+    }
+
+    #[test]
+    fn rotation_interval_floor_follows_option() {
+        let text = rotation_yaml(
+            "{secretName: jwt, interval: 10m, keys: [{name: k, generator: {randomBytes: {length: 8}}}]}",
+        );
+        let input = parse(&source(&text), Duration::from_secs(60)).unwrap();
+        assert_eq!(input.rotations.len(), 1);
+    }
+
+    #[test]
+    fn generator_failure_names_document_and_field() {
+        let text = format!(
+            "apiVersion: v1\nkind: List\nitems:\n- {}",
+            rotation_yaml(
+                "{secretName: jwt, keys: [{name: a, generator: {randomBytes: {length: 8}}}, {name: k, generator: {jwtHmac: {algorithm: HS256, length: 32}}}]}"
+            )
+            .replace('\n', "\n  ")
+        );
+        let mut input = parse_text(&text).unwrap();
+        // Parsing rejects what the generators reject, so break the spec after it.
+        let jwt = input.rotations[0].rotation.spec.keys[1]
+            .generator
+            .jwt_hmac
+            .as_mut()
+            .unwrap();
+        jwt.length = 16;
+
+        let error = render_with(&input, "medianest-system", true)
+            .err()
+            .expect("the generator fails");
+        let message = error.to_string();
+        assert!(
+            message.starts_with(
+                "input.yaml: document 1, items[0] (SecretRotation jwt): spec.keys[1].generator.jwtHmac: failed to generate a value: "
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains("invalid length_bytes 16 for HS256"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn mtls_policy_noted() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: security.medianest.io/v1alpha1\nkind: MediaNestSecurityPolicy\nmetadata: {name: p}\nspec:\n  namespaceSelector: {}\n  mtls:\n    services: [{name: api, namespace: a}]\n";
+        let input = parse_text(text).unwrap();
+        let (_, notes) = render(&input, "medianest-system").unwrap();
+        let mtls: Vec<&Note> = notes
+            .iter()
+            .filter(|note| note.0.contains("spec.mtls"))
+            .collect();
+        assert_eq!(
+            mtls.len(),
+            1,
+            "{:?}",
+            notes.iter().map(|note| &note.0).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            mtls[0].0,
+            "MediaNestSecurityPolicy p sets spec.mtls: its certificate Secrets and CA bundles are generated at run time and not rendered"
+        );
+    }
+
     #[test]
     fn audit_policy_renders_nothing() {
         let text = "apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\napiVersion: security.medianest.io/v1alpha1\nkind: MediaNestSecurityPolicy\nmetadata: {name: p}\nspec:\n  mode: Audit\n  namespaceSelector: {}\n";
-        let input = parse(&source(text)).unwrap();
+        let input = parse_text(text).unwrap();
         let (out, notes) = render(&input, "medianest-system").unwrap();
         assert!(out.is_empty());
         assert!(notes[0].0.contains("Audit mode"));

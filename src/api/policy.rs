@@ -313,6 +313,11 @@ pub struct Peer {
         "fieldPath": ".port",
     },
     {
+        "rule": "type(self.port) != string || !self.port.matches('^[0-9]+$')",
+        "messageExpression": "'port \"' + string(self.port) + '\" is a string of digits: use the number ' + string(self.port) + '; named ports are lowercase letters, digits and hyphens with at least one letter'",
+        "fieldPath": ".port",
+    },
+    {
         "rule": "!has(self.endPort) || type(self.port) == int",
         "message": "endPort requires a numeric port, since a named port cannot start a range",
         "fieldPath": ".endPort",
@@ -324,7 +329,9 @@ pub struct Peer {
     },
 ]))]
 pub struct PortSpec {
-    /// Port number (1-65535) or the name of a container port on the destination pods.
+    /// Port number (1-65535), or the name of a container port on the destination pods, such
+    /// as http: at most 15 lowercase letters, digits and single hyphens, with at least one
+    /// letter. Write a number without quotes: "8080" is a string, and is rejected.
     #[schemars(schema_with = "port_schema")]
     pub port: IntOrString,
 
@@ -593,13 +600,14 @@ pub struct PendingChange {
 }
 
 /// Schema of a port: a number from 1 to 65535 or a container port name of at most 15
-/// lowercase letters, digits and hyphens.
+/// lowercase letters, digits and single hyphens.
 fn port_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "x-kubernetes-int-or-string": true,
-        // JSON Schema applies these two to strings only; CEL on PortSpec checks numbers.
+        // JSON Schema applies these two to strings only. CEL on PortSpec checks numbers, and
+        // rejects names without a letter.
         "maxLength": 15,
-        "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        "pattern": "^[a-z0-9]+(-[a-z0-9]+)*$",
     })
 }
 

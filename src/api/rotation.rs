@@ -14,6 +14,127 @@ use serde::{Deserialize, Serialize};
 use super::Duration;
 use super::mtls::DeletionPolicy;
 
+// CEL rules on the names a spec writes into the Secret: each key's name, KEY.pub for a key
+// pair, and with previous.keep each of those plus previous.suffix. Each macro below is a
+// condition on one key `k` that is true when that key causes a collision. A rule requires it to
+// be false for every key, and its message reads the name of the first key where it is true.
+// The messages find that key with indexOf on a list of booleans and then read
+// self.keys[i].name, because the API server of Kubernetes 1.37 offers no cel.bind in CRD rules.
+// It also cannot bound the size of a string taken from a filtered list, and a message built
+// from one exceeds the cost budget by more than 100 times.
+
+/// Another key has the same name as `k`.
+macro_rules! duplicate_name {
+    () => {
+        "!self.keys.exists_one(j, j.name == k.name)"
+    };
+}
+
+/// `k` is a key pair, and another key is named after its public key.
+macro_rules! public_key_taken {
+    () => {
+        "(has(k.generator.keyPair) && self.keys.exists(j, j.name == k.name + '.pub'))"
+    };
+}
+
+/// The name that keeps the previous value of `k` is another key's name or public key.
+macro_rules! previous_name_taken {
+    () => {
+        concat!(
+            "self.keys.exists(j, k.name + self.previous.suffix == j.name || ",
+            "(has(j.generator.keyPair) && k.name + self.previous.suffix == j.name + '.pub'))"
+        )
+    };
+}
+
+/// `k` is a key pair, and the name that keeps the previous value of its public key is another
+/// key's name or public key.
+macro_rules! previous_public_name_taken {
+    () => {
+        concat!(
+            "(has(k.generator.keyPair) && self.keys.exists(j, ",
+            "k.name + '.pub' + self.previous.suffix == j.name || ",
+            "(has(j.generator.keyPair) && k.name + '.pub' + self.previous.suffix == j.name + '.pub')))"
+        )
+    };
+}
+
+/// Previous values are kept, so previous.suffix is set (the schema defaults it).
+macro_rules! keeps_previous {
+    () => {
+        "has(self.previous) && self.previous.keep"
+    };
+}
+
+/// The first key for which the condition on `k` is true, as a CEL expression.
+macro_rules! first_key {
+    ($condition:expr) => {
+        concat!(
+            "self.keys[self.keys.map(k, ",
+            $condition,
+            ").indexOf(true)]"
+        )
+    };
+}
+
+const DUPLICATE_KEY_MESSAGE: &str = concat!(
+    "'key name \"' + ",
+    first_key!(duplicate_name!()),
+    ".name + '\" appears more than once in spec.keys; give each key its own name'"
+);
+
+const PUBLIC_KEY_RULE: &str = concat!("self.keys.all(k, !", public_key_taken!(), ")");
+
+const PUBLIC_KEY_MESSAGE: &str = concat!(
+    "'key name \"' + ",
+    first_key!(public_key_taken!()),
+    ".name + '.pub\" is also where key pair \"' + ",
+    first_key!(public_key_taken!()),
+    ".name + '\" stores its public key; rename one of the two keys'"
+);
+
+const PREVIOUS_KEY_RULE: &str = concat!(
+    "!(",
+    keeps_previous!(),
+    ") || self.keys.all(k, !",
+    previous_name_taken!(),
+    ")"
+);
+
+const PREVIOUS_KEY_MESSAGE: &str = concat!(
+    "'the previous value of key \"' + ",
+    first_key!(previous_name_taken!()),
+    ".name + '\" would be kept under \"' + ",
+    first_key!(previous_name_taken!()),
+    ".name + self.previous.suffix + '\", which another key or public key already uses; ",
+    "rename that key or set another previous.suffix'"
+);
+
+const PREVIOUS_PUBLIC_KEY_RULE: &str = concat!(
+    "!(",
+    keeps_previous!(),
+    ") || self.keys.all(k, !",
+    previous_public_name_taken!(),
+    ")"
+);
+
+const PREVIOUS_PUBLIC_KEY_MESSAGE: &str = concat!(
+    "'the previous value of public key \"' + ",
+    first_key!(previous_public_name_taken!()),
+    ".name + '.pub\" would be kept under \"' + ",
+    first_key!(previous_public_name_taken!()),
+    ".name + '.pub' + self.previous.suffix + '\", which another key or public key already ",
+    "uses; rename that key or set another previous.suffix'"
+);
+
+/// Every previous-value name fits in the 253 characters of a Secret key.
+const PREVIOUS_KEY_LENGTH_RULE: &str = concat!(
+    "!(",
+    keeps_previous!(),
+    ") || self.keys.all(k, size(k.name) + (has(k.generator.keyPair) ? 4 : 0) + ",
+    "size(self.previous.suffix) <= 253)"
+);
+
 /// A Secret whose keys the operator generates and rotates on a schedule, keeping the previous
 /// value for a grace period and restarting the workloads that consume it.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -59,12 +180,27 @@ use super::mtls::DeletionPolicy;
 #[schemars(extend("x-kubernetes-validations" = [
     {
         "rule": "self.keys.all(k, self.keys.exists_one(j, j.name == k.name))",
-        "message": "key names must be unique within spec.keys",
+        "messageExpression": DUPLICATE_KEY_MESSAGE,
         "fieldPath": ".keys",
     },
     {
-        "rule": "!has(self.previous) || !self.previous.keep || self.keys.all(k, !self.keys.exists(j, j.name + self.previous.suffix == k.name))",
-        "message": "a key name plus previous.suffix must not be another key's name",
+        "rule": PUBLIC_KEY_RULE,
+        "messageExpression": PUBLIC_KEY_MESSAGE,
+        "fieldPath": ".keys",
+    },
+    {
+        "rule": PREVIOUS_KEY_RULE,
+        "messageExpression": PREVIOUS_KEY_MESSAGE,
+        "fieldPath": ".previous.suffix",
+    },
+    {
+        "rule": PREVIOUS_PUBLIC_KEY_RULE,
+        "messageExpression": PREVIOUS_PUBLIC_KEY_MESSAGE,
+        "fieldPath": ".previous.suffix",
+    },
+    {
+        "rule": PREVIOUS_KEY_LENGTH_RULE,
+        "message": "a key name plus .pub for a key pair plus previous.suffix is longer than 253 characters, the limit of a Secret key; shorten the key name or previous.suffix",
         "fieldPath": ".previous.suffix",
     },
 ]))]
@@ -136,8 +272,17 @@ pub struct SecretRotationSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct KeySpec {
-    /// Key name in the Secret's data, such as jwt-signing-key.
-    #[schemars(length(min = 1, max = 200), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
+    /// Key name in the Secret's data, such as jwt-signing-key: letters, digits, '-', '_' and
+    /// '.', not '.' and not starting with '..'. It must differ from every other name the
+    /// Secret holds, including KEY.pub of a key pair and the previous-value names.
+    #[schemars(
+        length(min = 1, max = 200),
+        regex(pattern = r"^[-._a-zA-Z0-9]+$"),
+        extend("x-kubernetes-validations" = [{
+            "rule": "self != '.' && !self.startsWith('..')",
+            "message": "a Secret rejects the key names . and .. and names starting with ..; rename the key",
+        }])
+    )]
     pub name: String,
 
     /// Generator of the value.
@@ -201,6 +346,11 @@ pub enum Encoding {
 /// A password.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.alphabet != 'alphanumeric' || !('symbol' in self.require)",
+    "message": "the alphanumeric alphabet has no symbols; remove symbol from require, or choose the urlSafe or ascii alphabet",
+    "fieldPath": ".require",
+}]))]
 pub struct Password {
     /// Number of characters: 8 to 1024.
     #[schemars(range(min = 8, max = 1024))]

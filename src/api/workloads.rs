@@ -243,12 +243,10 @@ pub struct Exemption {
     #[schemars(length(min = 1, max = 63))]
     pub container: Option<String>,
 
-    /// Capabilities to add, such as NET_BIND_SERVICE, written without the CAP_ prefix.
+    /// Capabilities to add, such as NET_BIND_SERVICE, written without the CAP_ prefix. ALL
+    /// is not allowed: list each capability the workload needs.
     #[serde(default)]
-    #[schemars(
-        length(max = 16),
-        inner(regex(pattern = r"^[A-Z][A-Z0-9_]*$"), length(max = 32))
-    )]
+    #[schemars(schema_with = "capabilities_schema")]
     pub add_capabilities: Vec<String>,
 
     /// Leave allowPrivilegeEscalation unset instead of false.
@@ -263,8 +261,15 @@ pub struct Exemption {
     #[serde(default)]
     pub run_as_root: bool,
 
-    /// Why the workload needs the relaxation. Reported in status.
-    #[schemars(length(min = 1, max = 512))]
+    /// Why the workload needs the relaxation, in words: a reason of only whitespace is
+    /// rejected. Reported in status.
+    #[schemars(
+        length(min = 1, max = 512),
+        extend("x-kubernetes-validations" = [{
+            "rule": "self.trim() != ''",
+            "message": "reason is only whitespace; say why the workload needs the relaxation",
+        }])
+    )]
     pub reason: String,
 
     /// Time after which the exemption no longer applies, in RFC 3339 format such as
@@ -296,6 +301,30 @@ impl Default for RolloutSpec {
             timeout: default_rollout_timeout(),
         }
     }
+}
+
+/// Schema of addCapabilities: at most 16 capability names in capitals, without the CAP_
+/// prefix that the Linux headers use, and never ALL.
+fn capabilities_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "maxItems": 16,
+        "items": {
+            "type": "string",
+            "maxLength": 32,
+            "pattern": "^[A-Z][A-Z0-9_]*$",
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!self.startsWith('CAP_')",
+                    "messageExpression": "size(self) > 4 ? 'use ' + self.substring(4) + ' instead of ' + self + ': capability names are written without the CAP_ prefix' : 'CAP_ is not a capability name; write one without the CAP_ prefix, such as NET_BIND_SERVICE'",
+                },
+                {
+                    "rule": "self != 'ALL'",
+                    "message": "ALL cannot be added; list each capability the workload needs, such as NET_BIND_SERVICE",
+                },
+            ],
+        },
+    })
 }
 
 fn default_kinds() -> Vec<WorkloadKind> {

@@ -242,39 +242,18 @@ async fn reconcile_inner(rotation: &SecretRotation, ctx: &Context) -> Result<Act
     Ok(Action::requeue(next.max(Duration::from_millis(200))))
 }
 
-/// The rotation settings of a spec, checked against the interval floor.
+/// The rotation settings of a spec, which [`plan::validate_spec`] checks with `floor` as the
+/// minimum interval. An error lists every problem as FIELD: MESSAGE.
 fn settings(
     rotation: &SecretRotation,
     stored: Option<&Secret>,
     floor: Duration,
 ) -> Result<Settings, String> {
     let spec = &rotation.spec;
-    let interval = spec
-        .interval
-        .parse()
-        .map_err(|error| format!("spec.interval: {error}"))?;
-    if interval < floor {
-        return Err(format!(
-            "spec.interval: {} is below the minimum of {}; raise it, or lower the operator's --min-rotation-interval",
-            spec.interval,
-            crate::api::duration::format_duration(floor)
-        ));
-    }
-    let grace_period = match &spec.previous {
-        Some(previous) if previous.keep => {
-            let grace = previous
-                .grace_period
-                .parse()
-                .map_err(|error| format!("spec.previous.gracePeriod: {error}"))?;
-            plan::grace_ok(interval, grace)
-                .map_err(|message| format!("spec.previous.gracePeriod: {message}"))?;
-            Some(grace)
-        }
-        _ => None,
-    };
+    let schedule = plan::validate_spec(spec, floor).map_err(|errors| errors.to_string())?;
     Ok(Settings {
-        interval,
-        grace_period,
+        interval: schedule.interval,
+        grace_period: schedule.grace_period,
         keys: stored_keys(spec),
         adopt_existing: spec.existing_secret == ExistingSecret::Keep,
         on_external_change: match spec.on_edit {

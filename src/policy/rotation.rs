@@ -1,5 +1,6 @@
 //! Rotation planning for generated Secrets: from the rotation state stored on a Secret, the
-//! spec's settings and the current time, decides what the controller writes next.
+//! spec's settings and the current time, decides what the controller writes next. The spec
+//! itself is checked first by [`validate_spec`], which the controller and `render` share.
 //!
 //! The functions here do no I/O and take the current time as a parameter. A plan depends only on
 //! its arguments, and the state lives on the Secret itself, so a controller that crashes before
@@ -10,6 +11,11 @@ use std::time::Duration;
 
 use aws_lc_rs::hmac;
 use k8s_openapi::jiff::Timestamp;
+
+use crate::api::rotation::{self as api, Generator, SecretRotationSpec};
+
+use super::generators;
+use super::validate::FieldErrors;
 
 /// Rotation state read back from an existing Secret's annotations and data.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -289,6 +295,358 @@ pub fn grace_ok(interval: Duration, grace: Duration) -> Result<(), String> {
     Ok(())
 }
 
+/// Maximum number of keys in a spec, as in the CRD schema.
+const MAX_KEYS: usize = 32;
+/// Maximum length of a key name, as in the CRD schema.
+const MAX_KEY_NAME: usize = 200;
+/// Maximum length of previous.suffix, as in the CRD schema.
+const MAX_SUFFIX: usize = 50;
+/// Maximum length of a key in a Secret's data, which the API server enforces.
+const MAX_SECRET_KEY: usize = 253;
+/// Maximum length of the Secret's name, a DNS subdomain.
+const MAX_SECRET_NAME: usize = 253;
+
+/// Interval and grace period of a spec that [`validate_spec`] accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Schedule {
+    /// Time between scheduled rotations, never zero.
+    pub interval: Duration,
+    /// How long a rotation keeps the previous values, `None` when previous.keep is off.
+    pub grace_period: Option<Duration>,
+}
+
+/// Checks a SecretRotation spec and returns its schedule.
+///
+/// The checks repeat those of the CRD schema and its CEL rules, so that `render` reports bad
+/// input offline. They add what admission cannot check: that the durations parse, that interval
+/// is at least `min_interval`, and that the grace period is at most interval. Every name the
+/// Secret would hold (the keys, KEY.pub of each key pair and, while previous values are kept,
+/// each of those plus previous.suffix) must be distinct and fit in a Secret key, because a
+/// second value under one name overwrites the first.
+pub fn validate_spec(
+    spec: &SecretRotationSpec,
+    min_interval: Duration,
+) -> Result<Schedule, FieldErrors> {
+    let mut errors = FieldErrors::default();
+
+    if !is_dns_subdomain(&spec.secret_name) {
+        errors.push(
+            "spec.secretName",
+            format!(
+                "{:?} is not a valid Secret name: use at most {MAX_SECRET_NAME} lowercase letters, digits, '-' and '.', starting and ending with a letter or digit",
+                spec.secret_name
+            ),
+        );
+    }
+    if spec.keys.is_empty() || spec.keys.len() > MAX_KEYS {
+        errors.push(
+            "spec.keys",
+            format!("{} keys are listed; list 1 to {MAX_KEYS}", spec.keys.len()),
+        );
+    }
+    for (index, key) in spec.keys.iter().enumerate() {
+        let field = format!("spec.keys[{index}]");
+        if let Err(message) = check_key_name("key name", &key.name, MAX_KEY_NAME) {
+            errors.push(format!("{field}.name"), message);
+        }
+        check_generator(&key.generator, &format!("{field}.generator"), &mut errors);
+    }
+    let suffix = spec
+        .previous
+        .as_ref()
+        .filter(|previous| previous.keep)
+        .map(|previous| previous.suffix.as_str());
+    if let Some(suffix) = suffix
+        && let Err(message) = check_key_name("suffix", suffix, MAX_SUFFIX)
+    {
+        errors.push("spec.previous.suffix", message);
+    }
+    check_written_names(spec, suffix, &mut errors);
+
+    let interval = match spec.interval.parse() {
+        Ok(interval) if interval.is_zero() => {
+            errors.push(
+                "spec.interval",
+                format!(
+                    "{} is zero; set a positive interval such as 90d",
+                    spec.interval
+                ),
+            );
+            None
+        }
+        Ok(interval) if interval < min_interval => {
+            errors.push(
+                "spec.interval",
+                format!(
+                    "{} is below the minimum of {}; raise it, or lower the operator's --min-rotation-interval",
+                    spec.interval,
+                    crate::api::duration::format_duration(min_interval)
+                ),
+            );
+            None
+        }
+        Ok(interval) => Some(interval),
+        Err(error) => {
+            errors.push("spec.interval", error.to_string());
+            None
+        }
+    };
+    let grace_period = match &spec.previous {
+        Some(previous) if previous.keep => match previous.grace_period.parse() {
+            Ok(grace) => {
+                if let Some(interval) = interval
+                    && let Err(message) = grace_ok(interval, grace)
+                {
+                    errors.push("spec.previous.gracePeriod", message);
+                }
+                Some(grace)
+            }
+            Err(error) => {
+                errors.push("spec.previous.gracePeriod", error.to_string());
+                None
+            }
+        },
+        _ => None,
+    };
+    if let Some(window) = &spec.consumers.restart_window
+        && let Err(error) = window.parse()
+    {
+        errors.push("spec.consumers.restartWindow", error.to_string());
+    }
+
+    match interval {
+        Some(interval) if errors.0.is_empty() => Ok(Schedule {
+            interval,
+            grace_period,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Checks a key name, or previous.suffix, against the CRD pattern and the rules of Secret keys.
+/// The message calls it `label`.
+fn check_key_name(label: &str, name: &str, max: usize) -> Result<(), String> {
+    let characters_ok = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+    if name.is_empty() || name.len() > max || !characters_ok {
+        return Err(format!(
+            "{label} {name:?} is invalid: use 1 to {max} letters, digits, '-', '_' and '.'"
+        ));
+    }
+    if name == "." || name.starts_with("..") {
+        return Err(format!(
+            "{label} {name:?} is invalid: a Secret rejects the key names . and .. and names starting with ..; change it"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the generator of one key, whose path is `field`, such as spec.keys[0].generator.
+fn check_generator(generator: &Generator, field: &str, errors: &mut FieldErrors) {
+    let set = [
+        generator.random_bytes.is_some(),
+        generator.password.is_some(),
+        generator.jwt_hmac.is_some(),
+        generator.key_pair.is_some(),
+    ]
+    .into_iter()
+    .filter(|set| *set)
+    .count();
+    if set != 1 {
+        errors.push(
+            field,
+            format!("{set} generators are set; set exactly one of randomBytes, password, jwtHmac or keyPair"),
+        );
+    }
+    if let Some(random) = &generator.random_bytes {
+        check_length(
+            random.length,
+            generators::MIN_RANDOM_BYTES,
+            generators::MAX_RANDOM_BYTES,
+            &format!("{field}.randomBytes.length"),
+            errors,
+        );
+    }
+    if let Some(password) = &generator.password {
+        check_length(
+            password.length,
+            generators::MIN_PASSWORD_CHARS,
+            generators::MAX_PASSWORD_CHARS,
+            &format!("{field}.password.length"),
+            errors,
+        );
+        let alphabet = password_alphabet(password.alphabet);
+        for (index, class) in password.require.iter().enumerate() {
+            let members = character_class(*class);
+            if !alphabet.characters().iter().any(|c| members.contains(*c)) {
+                let alphabet = spec_spelling(&password.alphabet);
+                let class = spec_spelling(class);
+                errors.push(
+                    format!("{field}.password.require[{index}]"),
+                    format!(
+                        "the {alphabet} alphabet has no {class} characters; remove {class} from require, or choose an alphabet that contains them"
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(jwt) = &generator.jwt_hmac {
+        let algorithm = hmac_algorithm(jwt.algorithm);
+        let min = algorithm.min_key_bytes();
+        if usize::try_from(jwt.length).is_ok_and(|length| length < min) {
+            errors.push(
+                format!("{field}.jwtHmac.length"),
+                format!(
+                    "{} bytes is too short for {algorithm}, which needs at least {min} bytes, the size of its hash; set length to at least {min}",
+                    jwt.length
+                ),
+            );
+        } else {
+            check_length(
+                jwt.length,
+                min,
+                generators::MAX_RANDOM_BYTES,
+                &format!("{field}.jwtHmac.length"),
+                errors,
+            );
+        }
+    }
+}
+
+fn check_length(length: i32, min: usize, max: usize, field: &str, errors: &mut FieldErrors) {
+    if !usize::try_from(length).is_ok_and(|length| (min..=max).contains(&length)) {
+        errors.push(
+            field,
+            format!("{length} is out of range; use {min} to {max}"),
+        );
+    }
+}
+
+/// Origin of one name in the Secret's data.
+enum NameSource {
+    /// The value of spec.keys[i].
+    Key(usize),
+    /// The public key of the key pair spec.keys[i].
+    PublicKey(usize),
+    /// The previous value kept under the written name `of` plus previous.suffix.
+    Previous { of: String },
+}
+
+/// Reports every name the Secret would hold twice, and every previous-value name longer than
+/// a Secret key may be. `suffix` is previous.suffix when previous values are kept.
+fn check_written_names(spec: &SecretRotationSpec, suffix: Option<&str>, errors: &mut FieldErrors) {
+    let mut written: Vec<(String, NameSource)> = Vec::new();
+    for (index, key) in spec.keys.iter().enumerate() {
+        written.push((key.name.clone(), NameSource::Key(index)));
+    }
+    for (index, key) in spec.keys.iter().enumerate() {
+        if key.generator.key_pair.is_some() {
+            written.push((format!("{}.pub", key.name), NameSource::PublicKey(index)));
+        }
+    }
+    if let Some(suffix) = suffix {
+        let current: Vec<String> = written.iter().map(|(name, _)| name.clone()).collect();
+        for of in current {
+            let name = format!("{of}{suffix}");
+            if name.len() > MAX_SECRET_KEY {
+                errors.push(
+                    "spec.previous.suffix",
+                    format!(
+                        "the previous value of {of:?} would be kept under a name of {} characters, more than the {MAX_SECRET_KEY} of a Secret key; shorten the key name or previous.suffix",
+                        name.len()
+                    ),
+                );
+            }
+            written.push((name, NameSource::Previous { of }));
+        }
+    }
+
+    let mut first_source: BTreeMap<&str, &NameSource> = BTreeMap::new();
+    for (name, source) in &written {
+        let Some(first) = first_source.get(name.as_str()) else {
+            first_source.insert(name, source);
+            continue;
+        };
+        let key_name = |index: usize| spec.keys[index].name.as_str();
+        match (first, source) {
+            (NameSource::Key(first), NameSource::Key(second)) => errors.push(
+                format!("spec.keys[{second}].name"),
+                format!(
+                    "key name {name:?} appears more than once in spec.keys, also at spec.keys[{first}]; give each key its own name"
+                ),
+            ),
+            (NameSource::Key(key), NameSource::PublicKey(pair)) => errors.push(
+                format!("spec.keys[{key}].name"),
+                format!(
+                    "key name {name:?} is also where key pair {:?} (spec.keys[{pair}]) stores its public key; rename one of the two keys",
+                    key_name(*pair)
+                ),
+            ),
+            (NameSource::Key(key), NameSource::Previous { of }) => errors.push(
+                "spec.previous.suffix",
+                format!(
+                    "the previous value of {of:?} would be kept under {name:?}, which is also the name of spec.keys[{key}]; rename that key or set another previous.suffix"
+                ),
+            ),
+            (NameSource::PublicKey(pair), NameSource::Previous { of }) => errors.push(
+                "spec.previous.suffix",
+                format!(
+                    "the previous value of {of:?} would be kept under {name:?}, which is also where key pair {:?} (spec.keys[{pair}]) stores its public key; rename that key or set another previous.suffix",
+                    key_name(*pair)
+                ),
+            ),
+            // Two key pairs of one name, or two previous-value names of one written name,
+            // repeat a collision reported above.
+            _ => {}
+        }
+    }
+}
+
+/// Returns whether `name` is a DNS subdomain, as Secret names must be.
+fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_SECRET_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// Returns an enum value as the spec spells it, such as urlSafe.
+fn spec_spelling(value: &impl serde::Serialize) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(text)) => text,
+        _ => String::new(),
+    }
+}
+
+fn password_alphabet(alphabet: api::Alphabet) -> generators::Alphabet {
+    match alphabet {
+        api::Alphabet::Alphanumeric => generators::Alphabet::Alphanumeric,
+        api::Alphabet::UrlSafe => generators::Alphabet::UrlSafe,
+        api::Alphabet::Ascii => generators::Alphabet::Ascii,
+    }
+}
+
+fn character_class(class: api::CharacterClass) -> generators::Class {
+    match class {
+        api::CharacterClass::Lower => generators::Class::Lower,
+        api::CharacterClass::Upper => generators::Class::Upper,
+        api::CharacterClass::Digit => generators::Class::Digit,
+        api::CharacterClass::Symbol => generators::Class::Symbol,
+    }
+}
+
+fn hmac_algorithm(algorithm: api::HmacAlgorithm) -> generators::HmacAlgorithm {
+    match algorithm {
+        api::HmacAlgorithm::HS256 => generators::HmacAlgorithm::HS256,
+        api::HmacAlgorithm::HS384 => generators::HmacAlgorithm::HS384,
+        api::HmacAlgorithm::HS512 => generators::HmacAlgorithm::HS512,
+    }
+}
+
 /// Adds a duration, returning `None` past `Timestamp::MAX`.
 fn add(timestamp: Timestamp, duration: Duration) -> Option<Timestamp> {
     timestamp.checked_add(duration).ok()
@@ -320,6 +678,8 @@ fn update_with_length(context: &mut hmac::Context, bytes: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    use serde::Deserialize;
+
     use super::*;
 
     const T0: i64 = 1_700_000_000;
@@ -1067,6 +1427,274 @@ mod tests {
             "grace period 86401s is longer than the rotation interval 86400s; \
              set it to at most 86400s"
         );
+    }
+
+    /// Parses a spec from YAML, with the interval and secretName filled in unless given.
+    fn spec(yaml: &str) -> SecretRotationSpec {
+        let mut value: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
+        let object = value.as_object_mut().unwrap();
+        object
+            .entry("secretName")
+            .or_insert_with(|| serde_json::json!("tokens"));
+        object
+            .entry("interval")
+            .or_insert_with(|| serde_json::json!("90d"));
+        serde_json::from_value(value).unwrap()
+    }
+
+    /// Returns the errors of `yaml` as (field, message) pairs.
+    fn spec_errors(yaml: &str) -> Vec<(String, String)> {
+        match validate_spec(&spec(yaml), Duration::from_secs(HOUR)) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors
+                .0
+                .into_iter()
+                .map(|error| (error.field, error.message))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn validate_spec_accepts_examples() {
+        let text = include_str!("../../manifests/examples/secrets.yaml");
+        for document in serde_yaml::Deserializer::from_str(text) {
+            let value = serde_json::Value::deserialize(document).unwrap();
+            let rotation: crate::api::SecretRotation = serde_json::from_value(value).unwrap();
+            let schedule = validate_spec(&rotation.spec, Duration::from_secs(HOUR))
+                .unwrap_or_else(|errors| panic!("{errors}"));
+            assert_eq!(schedule.interval, Duration::from_secs(90 * DAY));
+            assert!(schedule.grace_period.is_some());
+        }
+    }
+
+    #[test]
+    fn validate_spec_schedule() {
+        let schedule = validate_spec(
+            &spec("{keys: [{name: a, generator: {randomBytes: {length: 8}}}], interval: 2h, previous: {gracePeriod: 30m}}"),
+            Duration::from_secs(HOUR),
+        )
+        .unwrap();
+        assert_eq!(schedule.interval, Duration::from_secs(2 * HOUR));
+        assert_eq!(schedule.grace_period, Some(Duration::from_secs(1800)));
+
+        let without_previous = validate_spec(
+            &spec("{keys: [{name: a, generator: {randomBytes: {length: 8}}}], previous: {keep: false}}"),
+            Duration::from_secs(HOUR),
+        )
+        .unwrap();
+        assert_eq!(without_previous.grace_period, None);
+    }
+
+    /// Names that the Secret would hold twice, each with the field and words the error has.
+    #[test]
+    fn validate_spec_rejects_name_collisions() {
+        let random = "{randomBytes: {length: 8}}";
+        let pair = "{keyPair: {algorithm: ES256}}";
+        let cases = [
+            (
+                "same name twice",
+                format!(
+                    "{{keys: [{{name: a, generator: {random}}}, {{name: a, generator: {random}}}]}}"
+                ),
+                "spec.keys[1].name",
+                "key name \"a\" appears more than once in spec.keys, also at spec.keys[0]",
+                "give each key its own name",
+            ),
+            (
+                "key named after a public key",
+                format!(
+                    "{{keys: [{{name: s, generator: {pair}}}, {{name: s.pub, generator: {random}}}]}}"
+                ),
+                "spec.keys[1].name",
+                "key name \"s.pub\" is also where key pair \"s\" (spec.keys[0]) stores its public key",
+                "rename one of the two keys",
+            ),
+            (
+                "previous value under the default suffix",
+                format!(
+                    "{{keys: [{{name: a, generator: {random}}}, {{name: a.previous, generator: {random}}}], previous: {{}}}}"
+                ),
+                "spec.previous.suffix",
+                "the previous value of \"a\" would be kept under \"a.previous\", which is also the name of spec.keys[1]",
+                "rename that key or set another previous.suffix",
+            ),
+            (
+                "previous value under an explicit suffix",
+                format!(
+                    "{{keys: [{{name: a.old, generator: {random}}}, {{name: a, generator: {random}}}], previous: {{suffix: .old}}}}"
+                ),
+                "spec.previous.suffix",
+                "the previous value of \"a\" would be kept under \"a.old\", which is also the name of spec.keys[0]",
+                "rename that key or set another previous.suffix",
+            ),
+            (
+                "previous value of a public key",
+                format!(
+                    "{{keys: [{{name: a, generator: {pair}}}, {{name: a.pub.previous, generator: {random}}}], previous: {{}}}}"
+                ),
+                "spec.previous.suffix",
+                "the previous value of \"a.pub\" would be kept under \"a.pub.previous\"",
+                "rename that key or set another previous.suffix",
+            ),
+            (
+                "previous value over a public key",
+                format!(
+                    "{{keys: [{{name: a, generator: {random}}}, {{name: ab, generator: {pair}}}], previous: {{suffix: b.pub}}}}"
+                ),
+                "spec.previous.suffix",
+                "kept under \"ab.pub\", which is also where key pair \"ab\" (spec.keys[1]) stores its public key",
+                "rename that key or set another previous.suffix",
+            ),
+        ];
+        for (label, yaml, field, problem, fix) in cases {
+            let errors = spec_errors(&yaml);
+            assert_eq!(errors.len(), 1, "{label}: {errors:?}");
+            assert_eq!(errors[0].0, field, "{label}");
+            assert!(errors[0].1.contains(problem), "{label}: {}", errors[0].1);
+            assert!(errors[0].1.contains(fix), "{label}: {}", errors[0].1);
+        }
+    }
+
+    #[test]
+    fn validate_spec_allows_names_without_previous() {
+        // Without previous (or with keep: false) no previous values are written, so a key
+        // named like one cannot collide.
+        for previous in ["", ", previous: {keep: false}"] {
+            let yaml = format!(
+                "{{keys: [{{name: a, generator: {{randomBytes: {{length: 8}}}}}}, {{name: a.previous, generator: {{randomBytes: {{length: 8}}}}}}]{previous}}}"
+            );
+            assert_eq!(spec_errors(&yaml), Vec::new(), "{previous}");
+        }
+    }
+
+    #[test]
+    fn validate_spec_rejects_bad_fields() {
+        let random = "{randomBytes: {length: 8}}";
+        let cases = [
+            (
+                "HS256 key of 16 bytes",
+                "{keys: [{name: k, generator: {jwtHmac: {algorithm: HS256, length: 16}}}]}".to_string(),
+                "spec.keys[0].generator.jwtHmac.length",
+                "16 bytes is too short for HS256, which needs at least 32 bytes",
+            ),
+            (
+                "HMAC key over the maximum",
+                "{keys: [{name: k, generator: {jwtHmac: {algorithm: HS512, length: 5000}}}]}".to_string(),
+                "spec.keys[0].generator.jwtHmac.length",
+                "5000 is out of range; use 64 to 4096",
+            ),
+            (
+                "no random bytes",
+                "{keys: [{name: k, generator: {randomBytes: {length: 0}}}]}".to_string(),
+                "spec.keys[0].generator.randomBytes.length",
+                "0 is out of range; use 1 to 4096",
+            ),
+            (
+                "short password",
+                "{keys: [{name: k, generator: {password: {length: 4}}}]}".to_string(),
+                "spec.keys[0].generator.password.length",
+                "4 is out of range; use 8 to 1024",
+            ),
+            (
+                "symbols from the alphanumeric alphabet",
+                "{keys: [{name: k, generator: {password: {length: 12, require: [digit, symbol]}}}]}".to_string(),
+                "spec.keys[0].generator.password.require[1]",
+                "the alphanumeric alphabet has no symbol characters; remove symbol from require",
+            ),
+            (
+                "no generator",
+                "{keys: [{name: k, generator: {}}]}".to_string(),
+                "spec.keys[0].generator",
+                "0 generators are set; set exactly one of",
+            ),
+            (
+                "two generators",
+                "{keys: [{name: k, generator: {randomBytes: {length: 8}, keyPair: {algorithm: RS256}}}]}"
+                    .to_string(),
+                "spec.keys[0].generator",
+                "2 generators are set; set exactly one of",
+            ),
+            (
+                "key name starting with ..",
+                format!("{{keys: [{{name: ..k, generator: {random}}}]}}"),
+                "spec.keys[0].name",
+                "a Secret rejects the key names . and .. and names starting with ..",
+            ),
+            (
+                "key name with a slash",
+                format!("{{keys: [{{name: a/b, generator: {random}}}]}}"),
+                "spec.keys[0].name",
+                "key name \"a/b\" is invalid: use 1 to 200 letters",
+            ),
+            (
+                "no keys",
+                "{keys: []}".to_string(),
+                "spec.keys",
+                "0 keys are listed; list 1 to 32",
+            ),
+            (
+                "invalid Secret name",
+                format!("{{secretName: Tokens, keys: [{{name: k, generator: {random}}}]}}"),
+                "spec.secretName",
+                "\"Tokens\" is not a valid Secret name",
+            ),
+            (
+                "grace period longer than interval",
+                format!("{{keys: [{{name: k, generator: {random}}}], interval: 1h, previous: {{gracePeriod: 2h}}}}"),
+                "spec.previous.gracePeriod",
+                "is longer than the rotation interval",
+            ),
+            (
+                "interval below the minimum",
+                format!("{{keys: [{{name: k, generator: {random}}}], interval: 30m}}"),
+                "spec.interval",
+                "30m is below the minimum of 1h",
+            ),
+            (
+                "unparseable interval",
+                format!("{{keys: [{{name: k, generator: {random}}}], interval: soon}}"),
+                "spec.interval",
+                "invalid duration \"soon\"",
+            ),
+            (
+                "unparseable restart window",
+                format!("{{keys: [{{name: k, generator: {random}}}], consumers: {{restartWindow: later}}}}"),
+                "spec.consumers.restartWindow",
+                "invalid duration \"later\"",
+            ),
+            (
+                "invalid suffix",
+                format!("{{keys: [{{name: k, generator: {random}}}], previous: {{suffix: ..}}}}"),
+                "spec.previous.suffix",
+                "suffix \"..\" is invalid",
+            ),
+            (
+                "previous-value name longer than a Secret key",
+                format!(
+                    "{{keys: [{{name: {}, generator: {{keyPair: {{algorithm: ES256}}}}}}], previous: {{suffix: {}}}}}",
+                    "k".repeat(200),
+                    "s".repeat(50)
+                ),
+                "spec.previous.suffix",
+                "would be kept under a name of 254 characters, more than the 253 of a Secret key",
+            ),
+        ];
+        for (label, yaml, field, fragment) in cases {
+            let errors = spec_errors(&yaml);
+            let Some((_, message)) = errors.iter().find(|(found, _)| found == field) else {
+                panic!("{label}: no error on {field}: {errors:?}");
+            };
+            assert!(message.contains(fragment), "{label}: {message}");
+        }
+    }
+
+    #[test]
+    fn validate_spec_rejects_zero_interval() {
+        let yaml = "{keys: [{name: k, generator: {randomBytes: {length: 8}}}], interval: 0s}";
+        let errors = validate_spec(&spec(yaml), Duration::ZERO).unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        assert_eq!(errors.0[0].field, "spec.interval");
+        assert!(errors.0[0].message.contains("0s is zero"), "{errors}");
     }
 
     fn data(entries: &[(&str, &[u8])]) -> BTreeMap<String, Vec<u8>> {

@@ -49,7 +49,7 @@ impl fmt::Display for FieldErrors {
 impl std::error::Error for FieldErrors {}
 
 impl FieldErrors {
-    fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.push(FieldError {
             field: field.into(),
             message: message.into(),
@@ -273,19 +273,43 @@ fn validate_workloads(workloads: &WorkloadsSpec, errors: &mut FieldErrors) {
             );
         }
         for (cap_index, capability) in exemption.add_capabilities.iter().enumerate() {
-            let valid = capability.starts_with(|c: char| c.is_ascii_uppercase())
-                && capability
-                    .bytes()
-                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-                && !capability.starts_with("CAP_");
-            if !valid {
+            if let Err(message) = check_added_capability(capability) {
                 errors.push(
                     format!("{exemption_field}.addCapabilities[{cap_index}]"),
-                    format!("{capability:?} is not a capability name; write it in capitals without CAP_, such as NET_BIND_SERVICE"),
+                    message,
                 );
             }
         }
     }
+}
+
+/// Checks a capability name of an exemption's addCapabilities, as the CRD schema does.
+fn check_added_capability(capability: &str) -> Result<(), String> {
+    if let Some(bare) = capability.strip_prefix("CAP_")
+        && !bare.is_empty()
+    {
+        return Err(format!(
+            "use {bare} instead of {capability}: capability names are written without the CAP_ prefix"
+        ));
+    }
+    if capability == "ALL" {
+        return Err(
+            "ALL cannot be added; list each capability the workload needs, such as NET_BIND_SERVICE"
+                .to_string(),
+        );
+    }
+    let valid = capability.starts_with(|c: char| c.is_ascii_uppercase())
+        && capability.len() <= 32
+        && capability
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        && capability != "CAP_";
+    if !valid {
+        return Err(format!(
+            "{capability:?} is not a capability name; write it in capitals without CAP_, such as NET_BIND_SERVICE"
+        ));
+    }
+    Ok(())
 }
 
 fn validate_mtls(mtls: &MtlsSpec, errors: &mut FieldErrors) {
@@ -433,6 +457,16 @@ fn validate_ports(ports: &[PortSpec], field: &str, errors: &mut FieldErrors) {
                     );
                 }
             }
+            IntOrString::String(digits)
+                if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                errors.push(
+                    format!("{port_field}.port"),
+                    format!(
+                        "port {digits:?} is a string of digits: use the number {digits}; named ports are lowercase letters, digits and hyphens with at least one letter"
+                    ),
+                );
+            }
             IntOrString::String(name) => {
                 if !is_port_name(name) {
                     errors.push(
@@ -535,6 +569,11 @@ mod tests {
                 "\"12-34\" is not a valid port name",
             ),
             (
+                "    zones: [{name: a, podSelector: {}, ingress: [{from: [{anywhere: true}], ports: [{port: \"8080\"}]}]}]",
+                format!("{rule}.ports[0].port"),
+                "is a string of digits: use the number 8080",
+            ),
+            (
                 "    zones: [{name: a, podSelector: {}, ingress: [{from: [{anywhere: true}], ports: [{port: 90, endPort: 80}]}]}]",
                 format!("{rule}.ports[0].endPort"),
                 "endPort 80 must be at least port 90",
@@ -608,6 +647,39 @@ mod tests {
                 "{expected} missing from {fields:?}"
             );
         }
+    }
+
+    #[test]
+    fn exemption_capabilities_checked() {
+        let cases = [
+            (
+                "CAP_NET_BIND_SERVICE",
+                "use NET_BIND_SERVICE instead of CAP_NET_BIND_SERVICE",
+            ),
+            ("ALL", "ALL cannot be added"),
+            ("CAP_", "is not a capability name"),
+            ("net_admin", "is not a capability name"),
+        ];
+        let spec = |capability: &str| -> MediaNestSecurityPolicySpec {
+            let text = format!(
+                "namespaceSelector: {{}}\nworkloads:\n  exemptions: [{{kind: Deployment, namespace: a, name: b, reason: why, addCapabilities: [NET_ADMIN, {capability}]}}]\n"
+            );
+            serde_yaml::from_str(&text).unwrap()
+        };
+        for (capability, fragment) in cases {
+            let errors = validate_policy("p", &spec(capability)).unwrap_err().0;
+            assert_eq!(errors.len(), 1, "{capability}: {errors:?}");
+            assert_eq!(
+                errors[0].field, "spec.workloads.exemptions[0].addCapabilities[1]",
+                "{capability}"
+            );
+            assert!(
+                errors[0].message.contains(fragment),
+                "{capability}: {}",
+                errors[0].message
+            );
+        }
+        assert_eq!(validate_policy("p", &spec("SYS_TIME")), Ok(()));
     }
 
     #[test]
