@@ -257,6 +257,14 @@ async fn invalid_policies_rejected_with_field() {
             "spec.workloads.exemptions[0].addCapabilities[0]".into(),
             "ALL cannot be added; list each capability the workload needs",
         ),
+        (
+            "default request above the default limit",
+            json!({"namespaceSelector": {}, "workloads": {"defaultResources": {
+                "requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"},
+            }}}),
+            "spec.workloads.defaultResources".into(),
+            "a default request is above the default limit of the same resource",
+        ),
     ];
 
     for (label, spec, field, fragment) in cases {

@@ -167,10 +167,14 @@ pub struct WritablePath {
 /// Resource requests and limits given to containers that set none.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits) || !isQuantity(string(self.requests[k])) || !isQuantity(string(self.limits[k])) || quantity(string(self.requests[k])).compareTo(quantity(string(self.limits[k]))) <= 0)",
+    "message": "a default request is above the default limit of the same resource; lower the request or raise the limit",
+}]))]
 pub struct DefaultResources {
     /// Requests by resource name (cpu, memory), for containers without requests.
     #[serde(default)]
-    #[schemars(extend("maxProperties" = 4, "x-kubernetes-validations" = [{
+    #[schemars(extend("maxProperties" = 4, "additionalProperties" = { "x-kubernetes-int-or-string": true, "maxLength": 64 }, "x-kubernetes-validations" = [{
         "rule": "self.all(k, isQuantity(string(self[k])) && quantity(string(self[k])).isGreaterThan(quantity('0')))",
         "message": "every request must be a positive quantity, such as 500m or 256Mi",
     }]))]
@@ -179,7 +183,7 @@ pub struct DefaultResources {
     /// Limits by resource name (cpu, memory), for containers without limits. Defaults to
     /// memory 1Gi and cpu 2.
     #[serde(default = "default_limits")]
-    #[schemars(extend("maxProperties" = 4, "x-kubernetes-validations" = [{
+    #[schemars(extend("maxProperties" = 4, "additionalProperties" = { "x-kubernetes-int-or-string": true, "maxLength": 64 }, "x-kubernetes-validations" = [{
         "rule": "self.all(k, isQuantity(string(self[k])) && quantity(string(self[k])).isGreaterThan(quantity('0')))",
         "message": "every limit must be a positive quantity, such as 2 or 1Gi",
     }]))]

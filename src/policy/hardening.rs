@@ -729,7 +729,20 @@ fn harden_container(
     for (resource, quantity) in &effective.requests {
         let path = format!("resources.requests.{resource}");
         if !requests.contains_key(resource) || ours(&path) {
-            builder.set(target, &path, json!(quantity));
+            // A request above the container's own limit would make the pod invalid, so the
+            // default request is capped at that limit.
+            let own_limit = limits
+                .get(resource)
+                .filter(|_| !ours(&format!("resources.limits.{resource}")));
+            let request = match own_limit.map(|limit| (limit, parse_quantity(limit))) {
+                Some((limit, Some(limit_value)))
+                    if parse_quantity(quantity).is_some_and(|value| value > limit_value) =>
+                {
+                    limit.clone()
+                }
+                _ => quantity.clone(),
+            };
+            builder.set(target, &path, json!(request));
         }
     }
     for (resource, quantity) in &effective.limits {

@@ -254,6 +254,23 @@ fn validate_workloads(workloads: &WorkloadsSpec, errors: &mut FieldErrors) {
             errors,
         );
     }
+    for (name, request) in &workloads.default_resources.requests {
+        let Some(limit) = workloads.default_resources.limits.get(name) else {
+            continue;
+        };
+        if let (Some(request_value), Some(limit_value)) =
+            (parse_quantity(request), parse_quantity(limit))
+            && request_value > limit_value
+        {
+            errors.push(
+                format!("{field}.defaultResources.requests[{name:?}]"),
+                format!(
+                    "the default request {} is above the default limit {}; lower the request or raise the limit",
+                    request.0, limit.0
+                ),
+            );
+        }
+    }
     if let Err(error) = workloads.rollout.timeout.parse() {
         errors.push(format!("{field}.rollout.timeout"), error.to_string());
     }

@@ -614,3 +614,19 @@ fn removed_capabilities_stay_converged() {
     let second = harden(&stored, &effective, &owned);
     assert_eq!(second.changes, Vec::new());
 }
+
+#[test]
+fn default_request_capped_at_own_limit() {
+    // The container limits its memory to 512Mi and requests nothing: a default request of 1Gi
+    // would make the pod invalid.
+    let mut spec = defaults();
+    spec.default_resources.requests =
+        BTreeMap::from([("memory".to_string(), Quantity("1Gi".into()))]);
+    let template = template(json!({
+        "containers": [{ "name": "app", "resources": { "limits": { "memory": "512Mi" } } }],
+    }));
+    let result = harden(&template, &effective(&spec), &Owned::default());
+    let resources = &result.template_patch["spec"]["containers"][0]["resources"];
+    assert_eq!(resources["requests"]["memory"], json!("512Mi"));
+    assert!(resources["limits"].get("memory").is_none(), "{resources}");
+}
