@@ -7,7 +7,67 @@ use crate::api::{MediaNestSecurityPolicy, SecretRotation};
 
 /// Returns every CustomResourceDefinition of the operator, in a stable order.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![MediaNestSecurityPolicy::crd(), SecretRotation::crd()]
+    vec![
+        reflowed(MediaNestSecurityPolicy::crd()),
+        reflowed(SecretRotation::crd()),
+    ]
+}
+
+/// Joins the wrapped lines of every description into paragraphs, so that `kubectl explain`
+/// wraps the text to the terminal instead of keeping the source's line breaks, and keeps one
+/// description per list field.
+fn reflowed(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    let Ok(mut value) = serde_json::to_value(&crd) else {
+        return crd;
+    };
+    reflow_descriptions(&mut value);
+    serde_json::from_value(value).unwrap_or(crd)
+}
+
+fn reflow_descriptions(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            // `kubectl explain` prints a list's description followed by its items'; the
+            // list's own text is the one written for the field.
+            if map.contains_key("description")
+                && let Some(serde_json::Value::Object(items)) = map.get_mut("items")
+            {
+                items.remove("description");
+            }
+            for (key, item) in map.iter_mut() {
+                match item {
+                    serde_json::Value::String(text) if key == "description" => {
+                        *text = reflow(text);
+                    }
+                    _ => reflow_descriptions(item),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(reflow_descriptions),
+        _ => {}
+    }
+}
+
+/// Joins the lines of each paragraph of `text` with spaces. A line that starts a list item
+/// (`- ` or `* `) keeps its own line.
+fn reflow(text: &str) -> String {
+    let mut paragraphs = Vec::new();
+    for paragraph in text.split("\n\n") {
+        let mut joined = String::new();
+        for line in paragraph.lines().map(str::trim) {
+            if joined.is_empty() {
+                joined.push_str(line);
+            } else if line.starts_with("- ") || line.starts_with("* ") {
+                joined.push('\n');
+                joined.push_str(line);
+            } else {
+                joined.push(' ');
+                joined.push_str(line);
+            }
+        }
+        paragraphs.push(joined);
+    }
+    paragraphs.join("\n\n")
 }
 
 /// Renders every CustomResourceDefinition as one YAML stream.
@@ -29,6 +89,18 @@ mod tests {
         assert!(
             committed == generated,
             "crds/crds.yaml differs from the CRDs the code generates; run `make crds` and commit the result"
+        );
+    }
+
+    #[test]
+    fn descriptions_reflowed() {
+        assert_eq!(
+            super::reflow("Limits by name, for containers\nwithout limits.\n\nDefaults to\n1Gi."),
+            "Limits by name, for containers without limits.\n\nDefaults to 1Gi."
+        );
+        assert_eq!(
+            super::reflow("One of:\n- Enforce: writes\n  everything\n- Audit: reports"),
+            "One of:\n- Enforce: writes everything\n- Audit: reports"
         );
     }
 
