@@ -52,11 +52,11 @@ struct Running {
 }
 
 fn start(id: &str, port: u16) -> Running {
-    start_with_env(id, port, &[])
+    start_with(id, port, &[], &[])
 }
 
-/// Starts the operator like `start`, with extra environment variables.
-fn start_with_env(id: &str, port: u16, env: &[(&str, &str)]) -> Running {
+/// Starts the operator like `start`, with extra environment variables and arguments.
+fn start_with(id: &str, port: u16, env: &[(&str, &str)], args: &[&str]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_medianest-operator"))
         .envs(env.iter().copied())
         .args([
@@ -67,6 +67,7 @@ fn start_with_env(id: &str, port: u16, env: &[(&str, &str)]) -> Running {
             "json",
         ])
         .args(["--policy-selector", &format!("{TEST_LABEL}={id}")])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -266,7 +267,12 @@ async fn binary_stops_without_loaded_cache() {
     policies.create(&Default::default(), &policy).await.unwrap();
 
     let port = free_port();
-    let running = start_with_env(&id, port, &[("KUBECONFIG", kubeconfig.to_str().unwrap())]);
+    let running = start_with(
+        &id,
+        port,
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+        &[],
+    );
     let started = Instant::now();
     while get(port, "/healthz").map(|(status, _)| status) != Some(200) {
         assert!(
@@ -316,20 +322,7 @@ async fn missing_namespace_warned() {
     let id = unique_id("binns");
     let port = free_port();
     let namespace = format!("{id}-missing");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_medianest-operator"))
-        .args(["run", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--namespace", &namespace])
-        .args(["--policy-selector", &format!("{TEST_LABEL}={id}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the operator binary");
-    let mut stderr = child.stderr.take().unwrap();
-    let logs = std::thread::spawn(move || {
-        let mut logs = Vec::new();
-        let _ = stderr.read_to_end(&mut logs);
-        String::from_utf8_lossy(&logs).into_owned()
-    });
+    let running = start_with(&id, port, &[], &["--namespace", &namespace]);
     let started = Instant::now();
     while get(port, "/readyz").map(|(status, _)| status) != Some(200) {
         assert!(
@@ -339,7 +332,7 @@ async fn missing_namespace_warned() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let logs = stop(Running { child, logs });
+    let logs = stop(running);
     let warning = logs
         .lines()
         .find(|line| line.contains("namespace does not exist"))
