@@ -259,7 +259,7 @@ fn durations(spec: &MtlsSpec, floor: Duration) -> Result<Durations, String> {
     })
 }
 
-/// How soon a policy whose referenced CA Secret is missing or unusable looks at it again.
+/// Delay before a policy whose referenced CA Secret is missing or unusable reads it again.
 const REFERENCED_CA_RECHECK: Duration = Duration::from_secs(30);
 
 enum CaFailure {

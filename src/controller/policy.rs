@@ -200,7 +200,7 @@ async fn report_invalid(
     Ok(())
 }
 
-/// The condition that reports problems of the spec field `field`.
+/// Returns the condition that reports problems of the spec field `field`.
 fn section_of(field: &str) -> &'static str {
     if field.starts_with("spec.workloads") {
         condition::WORKLOADS_READY

@@ -185,8 +185,8 @@ async fn reconcile_inner(rotation: &SecretRotation, ctx: &Context) -> Result<Act
             return Ok(Action::requeue(Duration::from_millis(500)));
         }
         Err(error) => {
-            // The error policy publishes an Event and waits or backs off; the status says
-            // why as well. API errors about a Secret name fields, never values.
+            // The error policy publishes an Event and then waits or backs off, and the status
+            // records the reason too. API errors about a Secret name fields, never values.
             let message = chain(&error, 1024);
             let _ = report(
                 ctx,
