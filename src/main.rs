@@ -290,6 +290,9 @@ fn run(args: RunArgs) -> ExitCode {
 }
 
 async fn run_operator(args: RunArgs) -> Result<(), String> {
+    // Registered first, so that a SIGTERM during start-up is a graceful shutdown too.
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|error| format!("failed to register the SIGTERM handler: {error}"))?;
     let listener = server::bind(args.listen).await.map_err(|error| {
         format!(
             "failed to listen on {} for probes and metrics: {error}",
@@ -315,10 +318,19 @@ async fn run_operator(args: RunArgs) -> Result<(), String> {
         "Starting"
     );
 
-    warn_if_namespace_missing(&client, &settings.operator_namespace).await;
+    // In the background, so that a slow API server delays neither the probes nor shutdown.
+    tokio::spawn({
+        let client = client.clone();
+        let namespace = settings.operator_namespace.clone();
+        async move { warn_if_namespace_missing(&client, &namespace).await }
+    });
 
-    let (caches, controllers) =
-        controller::controllers(client, settings, metrics.clone(), shutdown_signal());
+    let (caches, controllers) = controller::controllers(
+        client,
+        settings,
+        metrics.clone(),
+        shutdown_signal(terminate),
+    );
     let ready = Arc::new(AtomicBool::new(false));
     let server_state = ServerState {
         metrics,
@@ -362,18 +374,10 @@ async fn warn_if_namespace_missing(client: &kube::Client, namespace: &str) {
 }
 
 /// Completes on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+async fn shutdown_signal(mut terminate: tokio::signal::unix::Signal) {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
+        _ = terminate.recv() => {}
     }
     tracing::info!("Shutdown requested");
 }

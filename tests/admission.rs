@@ -237,7 +237,19 @@ async fn invalid_policies_rejected_with_field() {
             "exemption reason of only whitespace",
             exemption(" \t ", json!(["NET_ADMIN"])),
             "spec.workloads.exemptions[0].reason".into(),
-            "reason is only whitespace; say why the workload needs the relaxation",
+            "reason has no words; say why the workload needs the relaxation",
+        ),
+        (
+            "exemption reason of a zero-width space",
+            exemption("\u{200b}", json!(["NET_ADMIN"])),
+            "spec.workloads.exemptions[0].reason".into(),
+            "reason has no words",
+        ),
+        (
+            "every capability added with the CAP_ prefix",
+            exemption("needs everything", json!(["CAP_ALL"])),
+            "spec.workloads.exemptions[0].addCapabilities[0]".into(),
+            "ALL cannot be added; list each capability the workload needs",
         ),
         (
             "capability with the CAP_ prefix",

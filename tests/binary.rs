@@ -316,6 +316,59 @@ async fn binary_stops_without_loaded_cache() {
     );
 }
 
+/// An API server that accepts connections and never responds: the probes are served and
+/// SIGTERM stops the operator cleanly all the same.
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_and_shutdown_without_api_responses() {
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let holder = held.clone();
+    std::thread::spawn(move || {
+        for stream in silent.incoming().flatten() {
+            holder.lock().unwrap().push(stream);
+        }
+    });
+    let id = unique_id("binsilent");
+    let kubeconfig = std::env::temp_dir().join(format!("{id}.kubeconfig"));
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: silent\n  cluster:\n    \
+             server: https://127.0.0.1:{silent_port}\n    insecure-skip-tls-verify: true\n\
+             users:\n- name: silent\n  user:\n    token: unused\ncontexts:\n- name: silent\n  \
+             context:\n    cluster: silent\n    user: silent\ncurrent-context: silent\n"
+        ),
+    )
+    .unwrap();
+
+    let port = free_port();
+    let running = start_with(
+        &id,
+        port,
+        &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
+        &[],
+    );
+    let started = Instant::now();
+    while get(port, "/healthz").map(|(status, _)| status) != Some(200) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "/healthz did not return 200 within 10 s while the API server is silent"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(get(port, "/readyz").map(|(status, _)| status), Some(503));
+
+    let logs = stop(running);
+    let _ = std::fs::remove_file(&kubeconfig);
+    assert!(logs.contains("Shutdown requested"), "{logs}");
+    assert!(logs.contains("\"Stopped\""), "{logs}");
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "the operator never connected"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_namespace_warned() {
     let _client = client().await;

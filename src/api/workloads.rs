@@ -265,13 +265,13 @@ pub struct Exemption {
     #[serde(default)]
     pub run_as_root: bool,
 
-    /// Why the workload needs the relaxation, in words: a reason of only whitespace is
+    /// Why the workload needs the relaxation, in words: a reason without a letter or digit is
     /// rejected. Reported in status.
     #[schemars(
-        length(min = 1, max = 512),
+        length(max = 512),
         extend("x-kubernetes-validations" = [{
-            "rule": "self.trim() != ''",
-            "message": "reason is only whitespace; say why the workload needs the relaxation",
+            "rule": "self.matches(r'[\\p{L}\\p{N}]')",
+            "message": "reason has no words; say why the workload needs the relaxation",
         }])
     )]
     pub reason: String,
@@ -320,7 +320,7 @@ fn capabilities_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
             "x-kubernetes-validations": [
                 {
                     "rule": "!self.startsWith('CAP_')",
-                    "messageExpression": "size(self) > 4 ? 'use ' + self.substring(4) + ' instead of ' + self + ': capability names are written without the CAP_ prefix' : 'CAP_ is not a capability name; write one without the CAP_ prefix, such as NET_BIND_SERVICE'",
+                    "messageExpression": "self == 'CAP_ALL' ? 'ALL cannot be added; list each capability the workload needs' : size(self) > 4 ? 'use ' + self.substring(4) + ' instead of ' + self + ': capability names are written without the CAP_ prefix' : 'CAP_ is not a capability name; write one without the CAP_ prefix, such as NET_BIND_SERVICE'",
                 },
                 {
                     "rule": "self != 'ALL'",
