@@ -322,8 +322,8 @@ async fn binary_stops_without_loaded_cache() {
 async fn probes_and_shutdown_without_api_responses() {
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
-    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let holder = held.clone();
+    let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let holder = connections.clone();
     std::thread::spawn(move || {
         for stream in silent.incoming().flatten() {
             holder.lock().unwrap().push(stream);
@@ -364,7 +364,7 @@ async fn probes_and_shutdown_without_api_responses() {
     assert!(logs.contains("Shutdown requested"), "{logs}");
     assert!(logs.contains("\"Stopped\""), "{logs}");
     assert!(
-        !held.lock().unwrap().is_empty(),
+        !connections.lock().unwrap().is_empty(),
         "the operator never connected"
     );
 }
