@@ -36,6 +36,18 @@ fn get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// Polls `path` until it returns 200, panicking after `deadline`.
+fn wait_ok(port: u16, path: &str, deadline: Duration) {
+    let started = Instant::now();
+    while get(port, path).map(|(status, _)| status) != Some(200) {
+        assert!(
+            started.elapsed() < deadline,
+            "{path} did not return 200 within {deadline:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -273,14 +285,7 @@ async fn binary_stops_without_loaded_cache() {
         &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
         &[],
     );
-    let started = Instant::now();
-    while get(port, "/healthz").map(|(status, _)| status) != Some(200) {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "/healthz did not return 200 within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_ok(port, "/healthz", Duration::from_secs(30));
     // Every other list succeeds within this time on the local control plane.
     std::thread::sleep(Duration::from_secs(2));
     let readiness = get(port, "/readyz").map(|(status, _)| status);
@@ -349,14 +354,7 @@ async fn probes_and_shutdown_without_api_responses() {
         &[("KUBECONFIG", kubeconfig.to_str().unwrap())],
         &[],
     );
-    let started = Instant::now();
-    while get(port, "/healthz").map(|(status, _)| status) != Some(200) {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "/healthz did not return 200 within 10 s while the API server is silent"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_ok(port, "/healthz", Duration::from_secs(10));
     assert_eq!(get(port, "/readyz").map(|(status, _)| status), Some(503));
 
     let logs = stop(running);
@@ -376,14 +374,7 @@ async fn missing_namespace_warned() {
     let port = free_port();
     let namespace = format!("{id}-missing");
     let running = start_with(&id, port, &[], &["--namespace", &namespace]);
-    let started = Instant::now();
-    while get(port, "/readyz").map(|(status, _)| status) != Some(200) {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "/readyz did not return 200 within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_ok(port, "/readyz", Duration::from_secs(30));
 
     let logs = stop(running);
     let warning = logs
