@@ -417,32 +417,12 @@ async fn generated_values_never_logged() {
     let namespace = format!("{id}-app");
     create_namespace(&client, &namespace, &id, &[]).await;
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_medianest-operator"))
-        .args([
-            "run",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--log-format",
-            "json",
-        ])
-        .args([
-            "--policy-selector",
-            &format!("{TEST_LABEL}={id}"),
-            "--min-rotation-interval",
-            "1s",
-        ])
-        .args(["--log-filter", "trace"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the operator binary");
-    // Drain the logs in a thread, so that a full pipe never blocks the operator.
-    let mut stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut logs = Vec::new();
-        let _ = stderr.read_to_end(&mut logs);
-        String::from_utf8_lossy(&logs).into_owned()
-    });
+    let running = start_with(
+        &id,
+        port,
+        &[],
+        &["--min-rotation-interval", "1s", "--log-filter", "trace"],
+    );
 
     let rotation: medianest_operator::api::SecretRotation = serde_json::from_value(json!({
         "apiVersion": "security.medianest.io/v1alpha1",
@@ -480,16 +460,7 @@ async fn generated_values_never_logged() {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let _ = child.wait();
-    let logs = reader.join().unwrap();
+    let logs = stop(running);
 
     assert!(
         values.len() >= 6,

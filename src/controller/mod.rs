@@ -266,6 +266,24 @@ async fn run_until_shutdown(
     }
 }
 
+/// Waits for the caches before a reconcile of `name`. Returns the action to take instead of
+/// the reconcile when they are still loading or a shutdown began, which cuts the wait short.
+async fn wait_for_caches(
+    caches: &Caches,
+    shutdown: impl Future<Output = ()>,
+    name: &str,
+) -> Option<Action> {
+    let loaded = tokio::select! {
+        loaded = caches.wait_bounded() => loaded,
+        () = shutdown => return Some(Action::await_change()),
+    };
+    if loaded {
+        return None;
+    }
+    tracing::warn!(name, "Caches are still loading; retrying the reconcile");
+    Some(Action::requeue(CACHE_WAIT))
+}
+
 /// Logs what a controller reports besides reconcile results. The error policies already log
 /// failed reconciles; a failed watch of a controller's own kind deserves a warning.
 async fn log_controller_event<K, E1, E2>(
@@ -510,14 +528,8 @@ pub fn controllers(
             let ready = ready.clone();
             let shutdown = shutdown_for_policy.clone();
             async move {
-                // A shutdown cuts the wait short, so that it does not wait for the caches.
-                let loaded = tokio::select! {
-                    loaded = ready.wait_bounded() => loaded,
-                    () = shutdown => return Ok(Action::await_change()),
-                };
-                if !loaded {
-                    tracing::warn!(policy = %policy.name_any(), "Caches are still loading; retrying the reconcile");
-                    return Ok(Action::requeue(CACHE_WAIT));
+                if let Some(action) = wait_for_caches(&ready, shutdown, &policy.name_any()).await {
+                    return Ok(action);
                 }
                 policy::reconcile(policy, ctx).await
             }
@@ -546,14 +558,9 @@ pub fn controllers(
             let ready = ready.clone();
             let shutdown = shutdown_for_rotation.clone();
             async move {
-                // A shutdown cuts the wait short, so that it does not wait for the caches.
-                let loaded = tokio::select! {
-                    loaded = ready.wait_bounded() => loaded,
-                    () = shutdown => return Ok(Action::await_change()),
-                };
-                if !loaded {
-                    tracing::warn!(rotation = %rotation.name_any(), "Caches are still loading; retrying the reconcile");
-                    return Ok(Action::requeue(CACHE_WAIT));
+                if let Some(action) = wait_for_caches(&ready, shutdown, &rotation.name_any()).await
+                {
+                    return Ok(action);
                 }
                 rotation::reconcile(rotation, ctx).await
             }

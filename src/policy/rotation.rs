@@ -88,7 +88,7 @@ pub enum Plan {
 }
 
 impl Plan {
-    /// The plan's name, for logs.
+    /// Returns the plan's name, for logs.
     pub fn name(&self) -> &'static str {
         match self {
             Plan::Create => "Create",
@@ -319,10 +319,11 @@ pub struct Schedule {
 ///
 /// The checks repeat those of the CRD schema and its CEL rules, so that `render` reports bad
 /// input offline. They add what admission cannot check: that the durations parse, that interval
-/// is at least `min_interval`, and that the grace period is at most interval. Every name the
-/// Secret would hold (the keys, KEY.pub of each key pair and, while previous values are kept,
-/// each of those plus previous.suffix) must be distinct and fit in a Secret key, because a
-/// second value under one name overwrites the first.
+/// is at least `min_interval`, and that the grace period is at most interval.
+///
+/// Every name the Secret would contain must be distinct and fit in a Secret key, because a
+/// second value under one name overwrites the first. These names are the keys, KEY.pub of each
+/// key pair, and, while previous values are kept, each of those plus previous.suffix.
 pub fn validate_spec(
     spec: &SecretRotationSpec,
     min_interval: Duration,
