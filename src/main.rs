@@ -114,7 +114,7 @@ struct RenderArgs {
     #[arg(long)]
     show_secrets: bool,
 
-    /// Shortest rotation interval a SecretRotation may ask for (duration such as 1h), as the
+    /// Shortest rotation interval a SecretRotation may request (duration such as 1h), as the
     /// operator's flag of the same name sets it.
     #[arg(long, default_value = "1h", value_parser = parse_interval)]
     min_rotation_interval: Duration,

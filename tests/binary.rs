@@ -324,7 +324,7 @@ async fn binary_stops_without_loaded_cache() {
 /// An API server that accepts connections and never responds: the probes are served and
 /// SIGTERM stops the operator cleanly all the same.
 #[tokio::test(flavor = "multi_thread")]
-async fn probes_and_shutdown_without_api_responses() {
+async fn silent_api_server_still_probed() {
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
     let connections = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

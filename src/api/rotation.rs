@@ -274,7 +274,7 @@ pub struct SecretRotationSpec {
 pub struct KeySpec {
     /// Key name in the Secret's data, such as jwt-signing-key: letters, digits, '-', '_' and
     /// '.', not '.' and not starting with '..'. It must differ from every other name the
-    /// Secret holds, including KEY.pub of a key pair and the previous-value names.
+    /// Secret contains, including KEY.pub of a key pair and the previous-value names.
     #[schemars(
         length(min = 1, max = 200),
         regex(pattern = r"^[-._a-zA-Z0-9]+$"),

@@ -261,7 +261,7 @@ async fn run_until_shutdown(
     tokio::select! {
         () = run => {}
         () = unloaded_at_shutdown => {
-            tracing::warn!(kind, "Stopped before the cache of this kind loaded; nothing was reconciled");
+            tracing::warn!(kind, "Stopped before the cache of this kind loaded, so nothing was reconciled");
         }
     }
 }
@@ -280,7 +280,10 @@ async fn wait_for_caches(
     if loaded {
         return None;
     }
-    tracing::warn!(name, "Caches are still loading; retrying the reconcile");
+    tracing::warn!(
+        name,
+        "Caches are still loading, so the reconcile is retried later"
+    );
     Some(Action::requeue(CACHE_WAIT))
 }
 
@@ -329,7 +332,7 @@ pub fn controllers(
     let managed = || watcher::Config::default().labels(&managed_selector());
     let mut running = Running::default();
 
-    // The controllers' own kinds are cached like every other kind; each change of one is sent
+    // The controllers' own kinds are cached like every other kind. Each change of one is sent
     // to its controller as the object itself.
     let (policy_object_sender, policy_objects) = mpsc::unbounded_channel();
     let policy_cache = spawn_cache(
